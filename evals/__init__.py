@@ -1,0 +1,1 @@
+"""Quality: workloads (eval data), rubric scoring and the scorer plugins."""

@@ -1,0 +1,1 @@
+"""Orchestration: the pipeline spec, the ratchet loop, the Prefect flow and the CLI."""

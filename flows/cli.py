@@ -1,0 +1,114 @@
+"""``ratchet``: the command line.
+
+Exit codes: 0 the final champion meets every target, 1 it does not, 2 invalid
+input (one line on stderr, nothing computed, nothing written to MLflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.spec import SpecError, load_spec, preflight
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEC = PROJECT_ROOT / "examples" / "minilm-support.yaml"
+EXIT_MET, EXIT_NOT_MET, EXIT_INVALID = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other input error
+        sys.stderr.write(f"ratchet: {message}\n")
+        raise SystemExit(EXIT_INVALID)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ratchet", description="Make a model faster and cheaper without letting quality slip.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="baseline, gated steps, final gate, registry")
+    run.add_argument("spec", nargs="?", type=Path, default=DEFAULT_SPEC, help=f"pipeline spec YAML (default: {DEFAULT_SPEC.name})")
+    run.add_argument("--quick", action="store_true", help="small measurement budgets, for smoke tests")
+    run.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the spec's)")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own logs")
+    check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
+    check.add_argument("spec", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        spec = load_spec(args.spec)
+        preflight(spec)
+    except SpecError as exc:
+        sys.stderr.write(f"ratchet: {exc}\n")
+        return EXIT_INVALID
+    if args.command == "validate":
+        console.print(f"[green]{args.spec}: valid[/] ({len(spec.steps)} steps, {len(spec.targets)} targets)")
+        return EXIT_MET
+    return _run(spec, args, console)
+
+
+def _run(spec, args, console: Console) -> int:
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from flows import progress
+    from flows.ratchet_flow import ratchet
+    from flows.report import HEADERS, table_rows, verdict
+
+    with _progress_bars(console) as listener:
+        progress.set_listener(listener)
+        try:
+            summary = ratchet(spec, quick=args.quick, tracking_uri=args.tracking_uri)
+        finally:
+            progress.set_listener(None)
+    table = Table(title=f"Ratchet: {spec.name}")
+    for header in HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in table_rows(summary):
+        table.add_row(*row)
+    Console().print(table)
+    console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]")
+    console.print(f"MLflow run {summary['mlflow_run_id']}")
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=1))
+    return EXIT_MET if summary["targets_met"] else EXIT_NOT_MET
+
+
+class _progress_bars:
+    """A rich bar per (variant, phase): evaluation passes and latency runs."""
+
+    def __init__(self, console: Console) -> None:
+        self.bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=False)
+        self.tasks: dict[tuple[str, str], int] = {}
+
+    def __enter__(self):
+        self.bars.start()
+        return self.update
+
+    def update(self, variant: str, phase: str, done: int, total: int) -> None:
+        key = (variant, phase)
+        if key not in self.tasks:
+            self.tasks[key] = self.bars.add_task(f"{variant}: {phase}", total=total)
+        self.bars.update(self.tasks[key], completed=min(done, total), total=max(total, done))
+
+    def __exit__(self, *exc) -> None:
+        self.bars.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

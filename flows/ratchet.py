@@ -1,0 +1,161 @@
+"""The ratchet itself: a baseline, then steps that replace the champion only when they pass their gate.
+
+Each step is three plain functions, so the Prefect flow can make each one a
+task (and cache the expensive one) while tests call them directly:
+``try_step`` (apply the technique, measure the candidate), ``evaluate_step``
+(rubric on its outputs) and ``gate_step`` (the decision).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from flows.spec import PipelineSpec, Prepared
+from tasks.gate import GateDecision, decide
+from tasks.measure import Measurement, MeasurementError, ProgressFn, evaluate, measure_variant
+from tasks.techniques import TechniqueSpec, technique_for
+from tasks.variant import Variant, content_hash, stable_hash
+
+Decision = Literal["baseline", "measured", "accepted", "rejected", "skipped", "failed"]
+
+
+@dataclass
+class StepRecord:
+    """What happened at one step: the decision, why, and what was measured."""
+
+    step: str
+    kind: str | None
+    decision: Decision
+    reason: str
+    settings: dict = field(default_factory=dict)
+    variant: Variant | None = None
+    measurement: Measurement | None = None
+    gate: GateDecision | None = None
+    champion_before: str | None = None
+
+
+@dataclass
+class RatchetState:
+    """The baseline, the current champion, and every record so far (baseline first)."""
+
+    baseline: StepRecord
+    champion: StepRecord
+    records: list[StepRecord]
+
+    @classmethod
+    def start(cls, baseline: StepRecord) -> "RatchetState":
+        return cls(baseline, baseline, [baseline])
+
+    def advance(self, record: StepRecord) -> "RatchetState":
+        """The ratchet: only an accepted step moves the champion."""
+        champion = record if record.decision == "accepted" else self.champion
+        return replace(self, champion=champion, records=[*self.records, record])
+
+
+@dataclass
+class FinalDecision:
+    champion: StepRecord
+    gate: GateDecision
+
+    @property
+    def targets_met(self) -> bool:
+        return self.gate.passed
+
+
+def run_dir(spec: PipelineSpec) -> Path:
+    return Path(spec.workdir).expanduser().resolve() / spec.name
+
+
+def measurement_key(prepared: Prepared) -> dict:
+    """What a measurement depends on besides the model: hardware, workload settings and data."""
+    spec = prepared.spec
+    return {
+        "hardware": spec.hardware.model_dump(),
+        "workload": spec.workload.model_dump(exclude={"dataset"}),
+        "data": stable_hash(prepared.workload.eval_inputs()),
+    }
+
+
+def baseline_key(prepared: Prepared) -> str:
+    return stable_hash([content_hash(prepared.model_path), measurement_key(prepared)])
+
+
+def step_key(prepared: Prepared, champion: Variant, step: TechniqueSpec) -> str:
+    """Cache identity of a step: champion content, step spec, hardware and measurement settings."""
+    return stable_hash([content_hash(champion.path), step.model_dump(), measurement_key(prepared)])
+
+
+def run_baseline(prepared: Prepared, on_progress: ProgressFn | None = None) -> StepRecord:
+    """Measure and evaluate the model as it is: every later step is judged against this."""
+    spec = prepared.spec
+    variant = Variant(name="baseline", path=prepared.model_path, task=spec.model.task,
+                      trust_remote_code=spec.model.trust_remote_code, traits={"dtype": "fp32"})
+    out_dir = run_dir(spec) / "measurements" / f"baseline-{baseline_key(prepared)[:12]}"
+    measurement = measure_variant(variant, spec.hardware, spec.workload, prepared.workload, out_dir, on_progress)
+    measurement.rubric = evaluate(spec.rubric, prepared.workload, measurement.outputs, measurement.outputs)
+    return StepRecord("baseline", None, "baseline", "reference measurement", variant=variant, measurement=measurement)
+
+
+def try_step(prepared: Prepared, champion: Variant, step: TechniqueSpec,
+             on_progress: ProgressFn | None = None) -> StepRecord:
+    """Make a candidate from the champion and benchmark it; skipped or failed records say why."""
+    record = StepRecord(step.label, step.kind, "skipped", "", settings=step.settings(), champion_before=champion.name)
+    technique = technique_for(step.kind)
+    available = technique.availability(step, champion)
+    if not available.ok:
+        return replace(record, reason=available.reason)
+    key = step_key(prepared, champion, step)[:12]
+    spec = prepared.spec
+    try:
+        variant = _make_candidate(technique, step, champion, run_dir(spec) / "variants" / f"{step.label}-{key}")
+        measurement = measure_variant(variant, spec.hardware, spec.workload, prepared.workload,
+                                      run_dir(spec) / "measurements" / f"{step.label}-{key}", on_progress)
+    except (MeasurementError, RuntimeError, ValueError, OSError) as exc:
+        return replace(record, decision="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    return replace(record, decision="measured", reason="measured", variant=variant, measurement=measurement)
+
+
+def _make_candidate(technique, step: TechniqueSpec, source: Variant, out_dir: Path) -> Variant:
+    """Apply the technique into a fresh folder (a half-written folder from a crash is discarded)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    variant = technique.apply(step, source, out_dir)
+    variant.save()
+    return variant
+
+
+def evaluate_step(prepared: Prepared, baseline: StepRecord, record: StepRecord) -> StepRecord:
+    """The rubric on a measured candidate, with the baseline's outputs as the fidelity reference."""
+    if record.decision != "measured":
+        return record
+    measurement = replace(record.measurement, rubric=evaluate(
+        prepared.spec.rubric, prepared.workload, record.measurement.outputs, baseline.measurement.outputs))
+    return replace(record, measurement=measurement)
+
+
+def gate_step(spec: PipelineSpec, state: RatchetState, record: StepRecord) -> StepRecord:
+    """Accept or reject an evaluated candidate against the targets and the current champion."""
+    if record.decision != "measured":
+        return record
+    gate = decide("step", spec.targets, spec.thresholds(), record.measurement.evidence("tuning"),
+                  state.baseline.measurement.evidence("tuning"), state.champion.measurement.evidence("tuning"),
+                  spec.objective, spec.noise, "tuning")
+    return replace(record, decision="accepted" if gate.passed else "rejected", reason=gate.reason, gate=gate)
+
+
+def run_step(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
+             on_progress: ProgressFn | None = None) -> StepRecord:
+    """One whole step without Prefect: try, evaluate, gate."""
+    record = try_step(prepared, state.champion.variant, step, on_progress)
+    return gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline, record))
+
+
+def finalize(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
+    """Every target on the final champion, quality re-checked on the held-out split."""
+    gate = decide("final", spec.targets, spec.thresholds(), state.champion.measurement.evidence("heldout"),
+                  state.baseline.measurement.evidence("heldout"), None, spec.objective, spec.noise, "heldout")
+    return FinalDecision(state.champion, gate)

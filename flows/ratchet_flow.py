@@ -1,0 +1,105 @@
+"""The Prefect flow: thin tasks around ``flows.ratchet``'s plain functions.
+
+Task boundaries follow the pipeline's stages (baseline, each step's
+candidate, evaluation, gate, final gate, registration). The two expensive ones
+(baseline and candidate) are cached by (model content hash, step spec,
+hardware and workload settings), so rerunning the same spec reuses them.
+MLflow logging stays in the flow body: MLflow's active run is per thread.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from evals.workload import QUICK_MEASUREMENT  # noqa: E402
+from flows import progress  # noqa: E402
+from flows.ratchet import (  # noqa: E402
+    FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
+    step_key, try_step,
+)
+from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
+from flows.spec import PipelineSpec, Prepared, preflight  # noqa: E402
+from registry.tracking import Tracker  # noqa: E402
+from tasks.techniques import TechniqueSpec  # noqa: E402
+from tasks.variant import Variant, stable_hash  # noqa: E402
+
+CACHE = {"persist_result": True, "cache_expiration": timedelta(days=7)}
+
+
+@task(name="baseline", cache_key_fn=lambda _, p: "baseline-" + baseline_key(p["prepared"]), **CACHE)
+def baseline_task(prepared: Prepared) -> StepRecord:
+    return run_baseline(prepared, progress.reporter("baseline"))
+
+
+@task(name="candidate", cache_key_fn=lambda _, p: "step-" + step_key(p["prepared"], p["champion"], p["step"]), **CACHE)
+def candidate_task(prepared: Prepared, champion: Variant, step: TechniqueSpec) -> StepRecord:
+    return try_step(prepared, champion, step, progress.reporter(step.label))
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_task(prepared: Prepared, baseline: StepRecord, record: StepRecord) -> StepRecord:
+    return evaluate_step(prepared, baseline, record)
+
+
+@task(name="gate", cache_policy=NO_CACHE)
+def gate_task(spec: PipelineSpec, state: RatchetState, record: StepRecord) -> StepRecord:
+    return gate_step(spec, state, record)
+
+
+@task(name="final-gate", cache_policy=NO_CACHE)
+def final_gate_task(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
+    return finalize(spec, state)
+
+
+@task(name="register", cache_policy=NO_CACHE)
+def register_task(tracker: Tracker, final: FinalDecision, records: list[StepRecord]) -> int | None:
+    return tracker.promote(final, records)
+
+
+def with_quick_measurement(spec: PipelineSpec) -> PipelineSpec:
+    """Small measurement budgets for smoke tests (p99 is not reportable, p95 is)."""
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"measurement": QUICK_MEASUREMENT})})
+
+
+def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:
+    return override or os.environ.get("MLFLOW_TRACKING_URI") or spec.registry.tracking_uri
+
+
+@flow(name="ratchet", log_prints=True)
+def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = None) -> dict:
+    """Baseline, gated steps, final gate on held-out data, registration; returns the run summary."""
+    if quick:
+        spec = with_quick_measurement(spec)
+    prepared = preflight(spec)
+    tracker = Tracker(spec, resolve_tracking_uri(spec, tracking_uri), stable_hash(spec.model_dump(mode="json")))
+    run_id = tracker.start()
+    try:
+        baseline = baseline_task(prepared)
+        tracker.log_record(baseline)
+        state = RatchetState.start(baseline)
+        for step in spec.steps:
+            record = candidate_task.with_options(task_run_name=f"candidate: {step.label}")(
+                prepared, state.champion.variant, step)
+            record = evaluate_task(prepared, state.baseline, record)
+            record = gate_task(spec, state, record)
+            tracker.log_record(record)
+            state = state.advance(record)
+        final = final_gate_task(spec, state)
+        version = register_task(tracker, final, state.records)
+        summary = build_summary(state, final, run_id, version, spec.name)
+        tracker.log_summary(summary, markdown_report(summary))
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    create_table_artifact(key="ratchet-steps", table=[dict(zip(HEADERS, row)) for row in table_rows(summary)],
+                          description=f"Steps of {spec.name}")
+    create_markdown_artifact(key="ratchet-report", markdown=markdown_report(summary), description=f"Report of {spec.name}")
+    return summary

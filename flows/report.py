@@ -1,0 +1,80 @@
+"""The step table, the summary JSON and the markdown report, all built from the same rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.ratchet import FinalDecision, RatchetState, StepRecord
+
+TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb")
+
+
+def step_metrics(record: StepRecord, split: str = "tuning") -> dict[str, float | None]:
+    if record.measurement is None:
+        return dict.fromkeys(TABLE_METRICS)
+    metrics = record.measurement.summary_metrics(split) if record.measurement.rubric else record.measurement.perf
+    return {k: metrics.get(k) for k in TABLE_METRICS}
+
+
+def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str | None,
+                  registered_version: int | None, spec_name: str) -> dict[str, Any]:
+    """The run as data: what ``--summary-json`` writes and the tables are drawn from."""
+    base = state.baseline.measurement.perf
+    steps = []
+    for record in state.records:
+        row = {"step": record.step, "kind": record.kind, "decision": record.decision, "reason": record.reason,
+               "settings": record.settings, "metrics": step_metrics(record)}
+        if record.measurement is not None and base.get("p95_ms") and record.measurement.perf.get("p95_ms"):
+            row["speedup_p95"] = base["p95_ms"] / record.measurement.perf["p95_ms"]
+        if record.gate is not None:
+            row["gate"] = record.gate.to_dict()
+        steps.append(row)
+    champion = final.champion
+    return {
+        "spec": spec_name,
+        "steps": steps,
+        "champion": champion.step,
+        "champion_heldout": {**step_metrics(champion, "heldout"), **champion.measurement.rubric["heldout"].metrics()},
+        "baseline_heldout": state.baseline.measurement.rubric["heldout"].metrics(),
+        "final_gate": final.gate.to_dict(),
+        "targets_met": final.targets_met,
+        "mlflow_run_id": mlflow_run_id,
+        "registered_version": registered_version,
+    }
+
+
+def _fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if key == "cost_per_1k":
+        return f"${value:.6f}"
+    return f"{value:.3f}" if key == "rubric_score" else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+HEADERS = ("step", "decision", "p50 ms", "p95 ms", "req/s", "$ / 1k req", "rubric", "size MB")
+
+
+def table_rows(summary: dict[str, Any]) -> list[list[str]]:
+    return [[s["step"], _decision(s), *(_fmt(k, s["metrics"][k]) for k in TABLE_METRICS)] for s in summary["steps"]]
+
+
+def _decision(step: dict[str, Any]) -> str:
+    """``accepted``, ``rejected: reason``, ``skipped: reason``: never a bare success for a skip."""
+    return step["decision"] if step["decision"] in ("baseline", "accepted") else f"{step['decision']}: {step['reason']}"
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    if summary["targets_met"]:
+        return f"champion {summary['champion']!r} meets every target; registered as version {summary['registered_version']}"
+    return f"champion {summary['champion']!r} does not meet every target ({summary['final_gate']['reason']}); nothing promoted"
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    lines = [f"# Ratchet run: {summary['spec']}", "", f"**{verdict(summary)}**", "",
+             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(summary)]
+    lines += ["", "## Final gate (held-out split)", "", "| criterion | measured | pass | why |", "|---|---|---|---|"]
+    for c in summary["final_gate"]["criteria"]:
+        measured = "-" if c["measured"] is None else f"{c['measured']:.4g}"
+        lines.append(f"| {c['name']} | {measured} | {'yes' if c['passed'] else 'no'} | {c['reason']} |")
+    return "\n".join(lines) + "\n"

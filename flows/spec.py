@@ -1,0 +1,191 @@
+"""The pipeline spec: the one way configuration enters Ratchet.
+
+``PipelineSpec`` is a static pydantic model composed of each area's own spec
+(workload, rubric, targets, hardware, steps, registry). Validation is pure (no
+file or network access), so ``ratchet run`` fails on bad input before any
+compute; ``preflight`` then does the checks that need I/O (model folder,
+dataset), still before any run is started or anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evals.rubric import RubricSpec
+from evals.workload import Workload, WorkloadError, WorkloadSpec, load_workload
+from hardware.backends import BACKENDS
+from hardware.profile import HardwareSpec
+from registry.plugins import import_submodules, unknown_name_message
+from tasks.gate import METRICS, OBJECTIVES, NoiseSpec, TargetSpec
+from tasks.model_source import ModelSourceError, resolve_model
+from tasks.techniques import TECHNIQUES
+
+import_submodules("tasks.techniques")
+import_submodules("hardware.backends")
+
+StepSpec = Annotated[Union[tuple(t.spec_type for _, t in TECHNIQUES.items())], Field(discriminator="kind")]
+
+
+class SpecError(ValueError):
+    """Invalid user input: the message is one line naming the field, the value and what was expected."""
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Hugging Face id or local folder of safetensors weights.")
+    revision: str | None = None
+    task: Literal["feature-extraction", "text-classification", "text-generation"] = "feature-extraction"
+    trust_remote_code: bool = Field(False, description="Execute the model repo's own code. Off unless you trust it.")
+
+
+class RegistrySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = Field("sqlite:///mlruns/ratchet.db", description="MLflow tracking URI (MLFLOW_TRACKING_URI overrides).")
+    experiment: str = "ratchet"
+    model_name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class CompileTargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+
+    @field_validator("target")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return BACKENDS.canonical(value)
+
+
+class PipelineSpec(BaseModel):
+    """A whole Ratchet run: the model, how it is measured and judged, and what to try."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    model: ModelSpec
+    workload: WorkloadSpec
+    rubric: RubricSpec
+    targets: list[TargetSpec] = Field(default_factory=list)
+    objective: str = Field("p95_ms", description="The metric each step must improve beyond noise.")
+    noise: NoiseSpec = Field(default_factory=NoiseSpec)
+    hardware: HardwareSpec = Field(default_factory=HardwareSpec)
+    steps: list[StepSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+    compile: list[CompileTargetSpec] = Field(default_factory=list)
+    registry: RegistrySpec
+    workdir: str = Field(".ratchet", description="Where variants and measurements are written.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _known_kinds(cls, steps: Any) -> Any:
+        """Name an unknown step kind with a suggestion, before the union reports a bare tag mismatch."""
+        if isinstance(steps, list):
+            for step in steps:
+                if isinstance(step, dict) and isinstance(step.get("kind"), str):
+                    TECHNIQUES.canonical(step["kind"])
+        return steps
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, value: str) -> str:
+        return _choose(value, OBJECTIVES)
+
+    @model_validator(mode="after")
+    def _targets_name_metrics(self) -> "PipelineSpec":
+        known = [*METRICS, *(c.name for c in self.rubric.criteria)]
+        for i, target in enumerate(self.targets):
+            try:
+                _choose(target.metric, known)
+            except ValueError as exc:
+                raise ValueError(f"targets.{i}.metric: {exc}") from None
+        labels = [s.label for s in self.steps]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"steps: step names must be unique (give repeated kinds a name), repeated: {dupes}")
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        return {c.name: c.threshold for c in self.rubric.criteria}
+
+
+def _choose(value: str, known: Any) -> str:
+    if value not in known:
+        raise ValueError(unknown_name_message("metric", value, known))
+    return value
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line: where, what was wrong, what was given (plus how many other errors)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "spec"
+    msg = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None or repr(given) in msg else f" (got {given!r})"
+    more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
+    return f"{source}: {loc}: {msg}{shown}{more}"
+
+
+def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) -> PipelineSpec:
+    """Validate a spec mapping; relative file paths are made absolute against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of spec fields at the top level, got {type(data).__name__}")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source)) from None
+    return _absolute_paths(spec, base_dir) if base_dir else spec
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate a YAML spec file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}: malformed YAML{where}: {problem}") from None
+    return parse_spec(data, str(path), path.resolve().parent)
+
+
+def _absolute_paths(spec: PipelineSpec, base_dir: Path) -> PipelineSpec:
+    """Dataset, local model folders and the workdir are relative to the spec file, not the shell."""
+    def rebase(value: str) -> str:
+        return str((base_dir / Path(value).expanduser()).resolve())
+
+    workload = spec.workload
+    if not workload.dataset.startswith("hf:"):
+        workload = workload.model_copy(update={"dataset": rebase(workload.dataset)})
+    model = spec.model
+    if model.id.startswith((".", "~")):
+        model = model.model_copy(update={"id": rebase(model.id)})
+    return spec.model_copy(update={"workload": workload, "model": model})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spec whose files have been found and read: safe to start computing."""
+
+    spec: PipelineSpec
+    model_path: Path
+    workload: Workload
+
+
+def preflight(spec: PipelineSpec) -> Prepared:
+    """The checks that need I/O, done before any compute or tracking write."""
+    try:
+        model_path = resolve_model(spec.model.id, spec.model.revision)
+        workload = load_workload(spec.workload, spec.model.task, Path.cwd())
+    except (ModelSourceError, WorkloadError) as exc:
+        raise SpecError(f"{spec.name}: {exc}") from None
+    return Prepared(spec, model_path, workload)

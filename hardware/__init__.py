@@ -1,0 +1,1 @@
+"""Hardware selection: runtimes, benchmarks and cost measurement."""

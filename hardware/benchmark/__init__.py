@@ -1,0 +1,1 @@
+"""Latency benchmarking: MLPerf-LoadGen-style scenarios and statistics."""

@@ -1,0 +1,207 @@
+"""Latency statistics for benchmark runs, following MLPerf LoadGen conventions.
+
+Tail percentiles of small samples are noise: the p99 of 50 queries is just the
+largest value seen.  MLPerf LoadGen therefore refuses to report a percentile
+unless the run issued enough queries, and this module applies the same rule so
+that no gate ever compares two meaningless tails.  Comparisons between two
+runs go through a bootstrap confidence interval on the ratio of a statistic,
+because a point ratio alone cannot tell an improvement from run-to-run jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+MIN_QUERIES_FOR_PERCENTILE: dict[int, int] = {50: 1, 90: 64, 95: 300, 99: 662}
+"""Minimum sample size before a percentile is reported (MLPerf LoadGen minimums)."""
+
+PERCENTILE_METHOD = "linear"
+"""numpy's default interpolation (Hyndman-Fan type 7); fixed here so results never
+silently change with a numpy default."""
+
+StatFn = Callable[[np.ndarray], float]
+
+
+def _min_queries(q: float) -> int:
+    """Look up the sample-size rule; untabulated percentiles have no agreed minimum."""
+    if q not in MIN_QUERIES_FOR_PERCENTILE:
+        supported = sorted(MIN_QUERIES_FOR_PERCENTILE)
+        raise ValueError(f"no minimum sample size defined for p{q}; use one of {supported}")
+    return MIN_QUERIES_FOR_PERCENTILE[int(q)]
+
+
+def percentile_ms(latencies_s: Sequence[float], q: float) -> float | None:
+    """Return the q-th percentile of `latencies_s` in milliseconds, or None if the
+    sample is below the MLPerf minimum for that percentile.
+
+    Interpolation is numpy's "linear" method.  Only the percentiles listed in
+    MIN_QUERIES_FOR_PERCENTILE are accepted, since others have no defined minimum.
+    """
+    if len(latencies_s) < _min_queries(q):
+        return None
+    return float(np.percentile(np.asarray(latencies_s, dtype=float), q, method=PERCENTILE_METHOD)) * 1e3
+
+
+def _stdev_pct(values: np.ndarray) -> float:
+    """Coefficient of variation in percent (sample stdev, ddof=1).
+
+    Zero when it is undefined (fewer than two values, or a zero mean as produced by
+    an instantaneous fake system) so summaries stay plain floats.
+    """
+    mean = float(values.mean())
+    if values.size < 2 or mean == 0.0:
+        return 0.0
+    return float(values.std(ddof=1)) / mean * 100.0
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """What one benchmark run reports: tail latencies, spread and throughput.
+
+    `throughput_rps` counts requests, where one request is one *sample*: a query
+    that carries a batch of N samples contributes N, so batched and unbatched
+    runs are comparable.
+    """
+
+    count: int
+    duration_s: float
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float
+    stdev_pct: float
+    throughput_rps: float
+
+    def to_dict(self) -> dict[str, int | float | None]:
+        """Plain-data form for JSON reports and registries."""
+        return asdict(self)
+
+
+def summarize(latencies_s: Sequence[float], duration_s: float, samples_per_query: int = 1) -> LatencySummary:
+    """Summarise one run: `latencies_s` has one entry per query, `duration_s` is the
+    wall time of the measured window, and each query carried `samples_per_query`
+    samples (throughput = queries * samples_per_query / duration_s).
+    """
+    if not latencies_s:
+        raise ValueError("cannot summarise a run with no completed queries")
+    if duration_s <= 0:
+        raise ValueError(f"duration_s must be positive, got {duration_s}")
+    if samples_per_query < 1:
+        raise ValueError(f"samples_per_query must be >= 1, got {samples_per_query}")
+    values = np.asarray(latencies_s, dtype=float)
+    return LatencySummary(
+        count=int(values.size),
+        duration_s=float(duration_s),
+        p50_ms=percentile_ms(latencies_s, 50),
+        p90_ms=percentile_ms(latencies_s, 90),
+        p95_ms=percentile_ms(latencies_s, 95),
+        p99_ms=percentile_ms(latencies_s, 99),
+        mean_ms=float(values.mean()) * 1e3,
+        stdev_pct=_stdev_pct(values),
+        throughput_rps=values.size * samples_per_query / duration_s,
+    )
+
+
+@dataclass(frozen=True)
+class RatioCI:
+    """Bootstrap confidence interval for stat(candidate) / stat(reference).
+
+    A gate should treat a latency change as real only when the interval excludes 1;
+    otherwise the difference is indistinguishable from measurement noise.
+    """
+
+    ratio: float
+    low: float
+    high: float
+    confidence: float
+    n_resamples: int
+
+    @property
+    def excludes_one(self) -> bool:
+        """True when the change is significant in either direction."""
+        return self.significantly_lower or self.significantly_higher
+
+    @property
+    def significantly_lower(self) -> bool:
+        """Candidate's statistic is lower than the reference's (an improvement for latency)."""
+        return self.high < 1.0
+
+    @property
+    def significantly_higher(self) -> bool:
+        """Candidate's statistic is higher than the reference's (a regression for latency)."""
+        return self.low > 1.0
+
+
+def _batched_stat(stat: StatFn | str, sample_size: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Turn `stat` into a function of a (resamples, n) matrix returning one value per row.
+
+    Named percentiles are vectorised and obey the MLPerf sample-size rule, so a
+    bootstrap never compares tails that a single run would not even report.
+    """
+    if callable(stat):
+        return lambda rows: np.array([stat(row) for row in rows], dtype=float)
+    if stat == "mean":
+        return lambda rows: rows.mean(axis=-1)
+    if not (stat.startswith("p") and stat[1:].isdigit()):
+        raise ValueError(f"unknown statistic {stat!r}; use 'mean', 'p50', 'p90', 'p95', 'p99' or a callable")
+    q = int(stat[1:])
+    if sample_size < _min_queries(q):
+        raise ValueError(f"{stat} needs at least {_min_queries(q)} latencies per sample, got {sample_size}")
+    return lambda rows: np.percentile(rows, q, axis=-1, method=PERCENTILE_METHOD)
+
+
+def _resample(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw `n_resamples` same-size resamples with replacement, one per row."""
+    return values[rng.integers(0, values.size, size=(n_resamples, values.size))]
+
+
+def bootstrap_ratio_ci(
+    candidate_s: Sequence[float],
+    reference_s: Sequence[float],
+    stat: StatFn | str = "p95",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> RatioCI:
+    """Percentile-bootstrap CI for stat(candidate) / stat(reference).
+
+    The two runs are independent, so each sample is resampled independently with
+    replacement; the interval is the central `confidence` mass of the resampled
+    ratios.  `seed` makes the interval reproducible, which gates rely on.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    candidate = np.asarray(candidate_s, dtype=float)
+    reference = np.asarray(reference_s, dtype=float)
+    stat_fn = _batched_stat(stat, min(candidate.size, reference.size))
+    reference_point = float(stat_fn(reference[np.newaxis, :])[0])
+    if not reference_point > 0.0:
+        raise ValueError(f"reference statistic must be positive to form a ratio, got {reference_point}")
+    ratio = float(stat_fn(candidate[np.newaxis, :])[0]) / reference_point
+    rng = np.random.default_rng(seed)
+    ratios = stat_fn(_resample(candidate, n_resamples, rng)) / stat_fn(_resample(reference, n_resamples, rng))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail], method=PERCENTILE_METHOD)
+    return RatioCI(ratio=ratio, low=float(low), high=float(high), confidence=confidence, n_resamples=n_resamples)
+
+
+def cost_per_1k(price_per_hour: float, throughput_rps: float | None) -> float | None:
+    """Cost of serving 1,000 requests at a sustained throughput.
+
+    cost_per_1k = price_per_hour * 1000 / (3600 * throughput_rps)
+
+    None when there is no throughput (0 or None), since the cost is then unbounded
+    rather than a number a ranking could use.
+    """
+    if not throughput_rps:
+        return None
+    if throughput_rps < 0 or math.isnan(throughput_rps):
+        raise ValueError(f"throughput_rps must be non-negative, got {throughput_rps}")
+    return price_per_hour * 1000.0 / (3600.0 * throughput_rps)

@@ -1,0 +1,99 @@
+"""Measure one variant in a process of its own: ``python -m hardware.benchmark.worker JOB.json``.
+
+Running each variant in a fresh process keeps variants from disturbing each
+other (allocator state, compiled kernels, thread pools, peak RSS). The job (with the
+variant's description) and the results cross the boundary as files: ``job.json`` in; ``outputs.npz`` (the
+model's outputs on the eval inputs), ``latencies.json`` and ``result.json`` out.
+Progress goes to stdout as JSON lines so the parent can draw a bar.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from hardware.benchmark.loadgen import Budget, Scenario, run_scenario
+from hardware.profile import HardwareSpec
+from hardware.runtimes import RUNTIMES
+from registry.plugins import import_submodules
+from tasks.variant import Variant
+
+EVAL_BATCH = 32
+
+
+class Job(BaseModel):
+    """Everything the worker needs, written by the parent as ``job.json``."""
+
+    variant: Variant
+    out_dir: Path
+    hardware: HardwareSpec
+    scenario: Scenario
+    target_qps: float | None
+    batch_sizes: list[int]
+    sequence_length: int
+    budget: dict
+    eval_inputs: dict[str, list[str]]
+    requests: list[str]
+
+
+def progress(phase: str, done: int, total: int) -> None:
+    print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+
+
+def encode_all(predictor, texts: list[str], phase: str) -> np.ndarray:
+    rows = []
+    for start in range(0, len(texts), EVAL_BATCH):
+        rows.append(predictor.predict(texts[start : start + EVAL_BATCH]))
+        progress(phase, min(start + EVAL_BATCH, len(texts)), len(texts))
+    return np.concatenate(rows)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+
+def run(job: Job) -> dict:
+    import_submodules("hardware.runtimes")
+    variant = job.variant
+    t0 = time.perf_counter()
+    predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, job.sequence_length)
+    load_s = time.perf_counter() - t0
+    outputs = {name: encode_all(predictor, texts, f"eval {name}") for name, texts in job.eval_inputs.items()}
+    np.savez(job.out_dir / "outputs.npz", **outputs)
+    budget = Budget(**job.budget)
+    runs = {}
+    for bs in job.batch_sizes:
+        phase = f"latency bs={bs}"
+        result = run_scenario(
+            predictor.predict, job.requests, job.scenario, budget, batch_size=bs, target_qps=job.target_qps,
+            on_progress=lambda done, total, phase=phase: progress(phase, done, total) if done % 25 == 0 else None,
+        )
+        runs[str(bs)] = {"summary": result.summary().to_dict(), "latencies_s": result.latencies_s, "truncated": result.truncated}
+    (job.out_dir / "latencies.json").write_text(json.dumps({bs: r["latencies_s"] for bs, r in runs.items()}))
+    result = {
+        "load_s": load_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_device_mb": _peak_device_mb(job.hardware),
+        "runs": {bs: {"summary": r["summary"], "truncated": r["truncated"]} for bs, r in runs.items()},
+    }
+    (job.out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _peak_device_mb(hardware: HardwareSpec) -> float | None:
+    if hardware.device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1e6
+
+
+if __name__ == "__main__":
+    run(Job.model_validate_json(Path(sys.argv[1]).read_text()))

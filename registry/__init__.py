@@ -1,0 +1,1 @@
+"""Registries: the generic name -> plugin table, and the MLflow model registry glue."""

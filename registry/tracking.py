@@ -1,0 +1,142 @@
+"""MLflow tracking and registry: one parent run per pipeline run, one nested run per variant.
+
+Accepted variants are logged as MLflow models; the final champion is registered
+and the alias moves to it only when every target is met.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from flows.ratchet import FinalDecision, StepRecord
+from flows.spec import PipelineSpec
+
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "numpy", "pydantic")
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Beside a SQLite store, keep artifacts in a sibling folder rather than the shell's cwd."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return (db.parent.resolve() / "artifacts" / experiment).as_uri()
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            reqs.append(f"{name}=={version(name).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return reqs
+
+
+def _flat(prefix: str, metrics: dict[str, float | None]) -> dict[str, float]:
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None}
+
+
+class Tracker:
+    """Everything Ratchet writes to MLflow, for one pipeline run."""
+
+    def __init__(self, spec: PipelineSpec, tracking_uri: str, spec_hash: str) -> None:
+        self.spec = spec
+        self.spec_hash = spec_hash
+        self.tracking_uri = tracking_uri
+        self.model_uris: dict[str, str] = {}
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        name = spec.registry.experiment
+        experiment = self.client.get_experiment_by_name(name)
+        self.experiment_id = (
+            experiment.experiment_id if experiment
+            else self.client.create_experiment(name, artifact_location=artifact_location(tracking_uri, name))
+        )
+        self.parent_run_id: str | None = None
+
+    def start(self) -> str:
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.spec.name,
+                               tags={"ratchet.spec_hash": self.spec_hash, "ratchet.model": self.spec.model.id})
+        self.parent_run_id = run.info.run_id
+        mlflow.log_dict(self.spec.model_dump(mode="json"), "spec.json")
+        mlflow.log_params({"spec_hash": self.spec_hash, "model": self.spec.model.id, "task": self.spec.model.task,
+                           "scenario": self.spec.workload.scenario, "hardware": self.spec.hardware.name,
+                           "objective": self.spec.objective})
+        return self.parent_run_id
+
+    def log_summary(self, summary: dict, report: str) -> None:
+        """The run's summary JSON and markdown report on the parent run."""
+        mlflow.log_dict(summary, "summary.json")
+        mlflow.log_text(report, "report.md")
+
+    def end(self, status: str = "FINISHED") -> None:
+        mlflow.end_run(status=status)
+
+    def log_record(self, record: StepRecord) -> str:
+        """A nested run for one variant: params, metrics, raw latencies, per-example outputs, gate."""
+        with mlflow.start_run(run_name=record.step, nested=True) as run:
+            mlflow.set_tags({"ratchet.decision": record.decision, "ratchet.reason": record.reason[:5000],
+                             "ratchet.step": record.step})
+            params: dict[str, Any] = {"technique": record.kind or "baseline", "spec_hash": self.spec_hash,
+                                      "parent_variant": record.champion_before or "", "decision": record.decision}
+            params.update({f"setting.{k}": v for k, v in record.settings.items()})
+            mlflow.log_params(params)
+            if record.measurement is not None:
+                self._log_measurement(record)
+            if record.gate is not None:
+                mlflow.log_dict(record.gate.to_dict(), "gate.json")
+            if record.decision in ("baseline", "accepted") and record.variant is not None:
+                self.model_uris[record.step] = self._log_model(record)
+            return run.info.run_id
+
+    def _log_measurement(self, record: StepRecord) -> None:
+        m = record.measurement
+        metrics = _flat("", m.perf)
+        for split, result in m.rubric.items():
+            metrics.update(_flat(f"{split}.", result.metrics()))
+            mlflow.log_dict({"split": split, "criteria": [vars(c) for c in result.criteria],
+                             "examples": result.examples}, f"eval/{split}.json")
+        metrics.update(_flat("", m.rubric["tuning"].metrics()))
+        mlflow.log_metrics(metrics)
+        if m.artifacts_dir is not None:
+            for name in ("latencies.json", "result.json"):
+                if (m.artifacts_dir / name).exists():
+                    mlflow.log_artifact(str(m.artifacts_dir / name), "benchmark")
+
+    def _log_model(self, record: StepRecord) -> str:
+        variant = record.variant
+        with tempfile.TemporaryDirectory() as tmp:
+            description = Path(tmp) / "variant.json"
+            description.write_text(variant.model_dump_json(indent=1))
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(MODEL_CODE),
+                artifacts={"model": str(variant.path), "variant": str(description)},
+                pip_requirements=_pip_requirements(),
+            )
+        return info.model_uri
+
+    def promote(self, final: FinalDecision, records: list[StepRecord]) -> int | None:
+        """Register the champion and move the alias, only when every target is met."""
+        self.client.log_dict(self.parent_run_id, final.gate.to_dict(), "final_gate.json")
+        self.client.set_tag(self.parent_run_id, "ratchet.targets_met", str(final.targets_met).lower())
+        self.client.set_tag(self.parent_run_id, "ratchet.champion", final.champion.step)
+        if not final.targets_met:
+            return None
+        uri = self.model_uris[final.champion.step]
+        lineage = " -> ".join([*final.champion.variant.lineage, final.champion.step])
+        tags = {"lineage": lineage, "spec_hash": self.spec_hash, "targets_met": "true",
+                "gate": json.dumps({c.name: c.passed for c in final.gate.criteria})[:5000],
+                "decisions": json.dumps({r.step: r.decision for r in records})[:5000]}
+        mv = mlflow.register_model(uri, self.spec.registry.model_name, tags=tags)
+        self.client.set_registered_model_alias(self.spec.registry.model_name, self.spec.registry.alias, mv.version)
+        return int(mv.version)
+

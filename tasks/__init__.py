@@ -1,0 +1,1 @@
+"""Units of work the flow runs: techniques (plugins), variants, measurement and gates."""

@@ -1,0 +1,127 @@
+"""Measure a variant (benchmark worker in its own process) and evaluate its outputs (rubric).
+
+The worker only produces raw facts (outputs, latencies, memory); everything
+judged against other variants (rubric, cost, size) is computed here, in plain
+functions, so it can be tested without a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evals.rubric import RubricResult, RubricSpec, score_rubric
+from evals.scorers import EvalContext
+from evals.workload import SPLITS, Workload, WorkloadSpec
+from hardware.benchmark.stats import cost_per_1k
+from hardware.profile import HardwareSpec
+from tasks.gate import Evidence
+from tasks.variant import Variant, size_mb
+
+ProgressFn = Callable[[str, int, int], None]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class MeasurementError(RuntimeError):
+    """The worker process failed; the message carries its last error line."""
+
+
+@dataclass
+class Measurement:
+    """Everything measured about one variant."""
+
+    perf: dict[str, float | None]
+    latencies_s: list[float]
+    outputs: dict[str, np.ndarray] = field(repr=False)
+    artifacts_dir: Path | None = None
+    rubric: dict[str, RubricResult] = field(default_factory=dict)  # split -> result, filled by ``evaluate``
+
+    def evidence(self, split: str) -> Evidence:
+        """Flat metrics with quality from ``split``, for the gate."""
+        return Evidence({**self.perf, **self.rubric[split].metrics()}, self.latencies_s)
+
+    def summary_metrics(self, split: str = "tuning") -> dict[str, float | None]:
+        return {**self.perf, **self.rubric[split].metrics()}
+
+
+def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
+               out_dir: Path, on_progress: ProgressFn | None = None) -> dict:
+    """Run ``hardware.benchmark.worker`` on ``variant``; return its ``result.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "variant": variant.model_dump(mode="json"),
+        "out_dir": str(out_dir),
+        "hardware": hardware.model_dump(),
+        "scenario": workload_spec.scenario,
+        "target_qps": workload_spec.target_qps,
+        "batch_sizes": workload_spec.batch_sizes,
+        "sequence_length": workload_spec.sequence_length,
+        "budget": workload_spec.measurement.model_dump(),
+        "eval_inputs": workload.eval_inputs(),
+        "requests": workload.request_texts("tuning"),
+    }
+    job_path = out_dir / "job.json"
+    job_path.write_text(json.dumps(job))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hardware.benchmark.worker", str(job_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if on_progress and line.startswith("{"):
+            msg = json.loads(line)
+            on_progress(msg["phase"], msg["done"], msg["total"])
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.wait() != 0:
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
+        (out_dir / "worker-stderr.txt").write_text(stderr)
+        raise MeasurementError(f"measurement of {variant.name!r} failed: {last}")
+    return json.loads((out_dir / "result.json").read_text())
+
+
+def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardware: HardwareSpec) -> dict[str, float | None]:
+    """Headline metrics come from the first batch size; the others are kept as ``bsN.metric``."""
+    metrics: dict[str, float | None] = {}
+    for i, bs in enumerate(batch_sizes):
+        summary = result["runs"][str(bs)]["summary"]
+        prefix = "" if i == 0 else f"bs{bs}."
+        for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "stdev_pct", "throughput_rps"):
+            metrics[prefix + key] = summary[key]
+        metrics[prefix + "cost_per_1k"] = cost_per_1k(hardware.price_per_hour, summary["throughput_rps"])
+    metrics.update(
+        peak_rss_mb=result["peak_rss_mb"], peak_device_mb=result["peak_device_mb"],
+        size_mb=size_mb(variant.path), load_s=result["load_s"],
+    )
+    return metrics
+
+
+def evaluate(rubric: RubricSpec, workload: Workload, outputs: dict[str, np.ndarray],
+             reference: dict[str, np.ndarray]) -> dict[str, RubricResult]:
+    """The rubric on every split; the baseline's outputs are the fidelity reference."""
+    return {split: score_rubric(rubric, EvalContext(workload, split, outputs, reference)) for split in SPLITS}
+
+
+def load_outputs(out_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(out_dir / "outputs.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def measure_variant(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
+                    out_dir: Path, on_progress: ProgressFn | None = None) -> Measurement:
+    """Benchmark ``variant`` in its own process and collect its outputs on the eval inputs."""
+    result = run_worker(variant, hardware, workload_spec, workload, out_dir, on_progress)
+    latencies = json.loads((out_dir / "latencies.json").read_text())[str(workload_spec.batch_sizes[0])]
+    return Measurement(
+        perf=perf_metrics(result, workload_spec.batch_sizes, variant, hardware),
+        latencies_s=latencies,
+        outputs=load_outputs(out_dir),
+        artifacts_dir=out_dir,
+    )

@@ -1,0 +1,85 @@
+"""A variant: one candidate model on disk, plus how to run it and where it came from.
+
+A variant is a folder of model files plus this description: which runtime loads
+it and with which options, and its lineage. The description travels as JSON (to
+the measurement subprocess, into MLflow, as ``variant.json`` beside the files a
+technique writes), never as a pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+VARIANT_FILE = "variant.json"
+
+
+class Variant(BaseModel):
+    """Where a candidate lives and how it was made."""
+
+    name: str
+    path: Path
+    task: str
+    runtime: str = "torch"
+    runtime_options: dict[str, Any] = Field(default_factory=dict)
+    technique: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict, description="Facts inherited down the lineage (dtype, quantized).")
+    parent: str | None = None
+    lineage: list[str] = Field(default_factory=list)
+    trust_remote_code: bool = False
+
+    def save(self) -> None:
+        """Write ``variant.json`` into a folder a technique made (never into the baseline's source)."""
+        (self.path / VARIANT_FILE).write_text(self.model_dump_json(indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Variant":
+        return cls.model_validate_json((Path(folder) / VARIANT_FILE).read_text())
+
+    def child(
+        self, name: str, path: Path, technique: str, params: dict[str, Any], traits: dict[str, Any] | None = None, **changes: Any
+    ) -> "Variant":
+        """The variant a technique makes from this one, with lineage and traits carried over."""
+        return self.model_copy(
+            update={
+                "name": name,
+                "path": path,
+                "technique": technique,
+                "params": params,
+                "traits": {**self.traits, **(traits or {})},
+                "parent": self.name,
+                "lineage": [*self.lineage, self.name],
+                **changes,
+            }
+        )
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files that define a model (weights, config, tokenizer), not our own metadata."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != VARIANT_FILE and ".cache" not in p.parts)
+
+
+def size_mb(folder: Path) -> float:
+    """Size on disk of the model's files, in MB (10^6 bytes)."""
+    return sum(p.stat().st_size for p in model_files(folder)) / 1e6
+
+
+def content_hash(folder: Path) -> str:
+    """SHA-256 over the model's file names and bytes: the cache identity of a variant."""
+    digest = hashlib.sha256()
+    for path in model_files(folder):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """Hash of a JSON-able object with sorted keys (spec hashes, cache keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
