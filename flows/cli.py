@@ -64,6 +64,7 @@ def _run(spec, args, console: Console) -> int:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from flows import progress
     from flows.ratchet_flow import ratchet
     from flows.report import HEADERS, table_rows, verdict
@@ -79,9 +80,10 @@ def _run(spec, args, console: Console) -> int:
         table.add_column(header, overflow="fold")
     for row in table_rows(summary):
         table.add_row(*row)
-    Console().print(table)
+    # Piped output (CI logs, files) gets room for the reasons instead of rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]")
-    console.print(f"MLflow run {summary['mlflow_run_id']}")
+    console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}")
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -22,8 +23,9 @@ from evals.workload import QUICK_MEASUREMENT  # noqa: E402
 from flows import progress  # noqa: E402
 from flows.ratchet import (  # noqa: E402
     FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
-    step_key, try_step,
+    run_dir, step_key, try_step,
 )
+from flows.plot import plot_steps  # noqa: E402
 from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
 from flows.spec import PipelineSpec, Prepared, preflight  # noqa: E402
 from registry.tracking import Tracker  # noqa: E402
@@ -94,7 +96,8 @@ def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = 
         final = final_gate_task(spec, state)
         version = register_task(tracker, final, state.records)
         summary = build_summary(state, final, run_id, version, spec.name)
-        tracker.log_summary(summary, markdown_report(summary))
+        summary["plot"] = str(plot_steps(summary, run_dir(spec) / "reports" / f"{run_id}.png"))
+        tracker.log_summary(summary, markdown_report(summary), Path(summary["plot"]))
     except BaseException:
         tracker.end("FAILED")
         raise

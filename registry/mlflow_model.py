@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import numpy as np
 from mlflow.models import set_model
 
 from hardware.profile import HardwareSpec
@@ -28,9 +27,8 @@ class RatchetModel(mlflow.pyfunc.PythonModel):
         variant = variant.model_copy(update={"path": Path(context.artifacts["model"])})
         self.predictor = RUNTIMES.get(variant.runtime)().load(variant, HardwareSpec(), 512)
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
-        texts = model_input.iloc[:, 0].tolist() if hasattr(model_input, "iloc") else list(model_input)
-        return self.predictor.predict(texts)
+    def predict(self, context, model_input: list[str], params=None) -> list[list[float]]:
+        return self.predictor.predict(model_input).tolist()
 
 
 set_model(RatchetModel())

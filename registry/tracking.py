@@ -73,17 +73,18 @@ class Tracker:
                            "objective": self.spec.objective})
         return self.parent_run_id
 
-    def log_summary(self, summary: dict, report: str) -> None:
-        """The run's summary JSON and markdown report on the parent run."""
+    def log_summary(self, summary: dict, report: str, plot: Path) -> None:
+        """The run's summary JSON, markdown report and plot on the parent run."""
         mlflow.log_dict(summary, "summary.json")
         mlflow.log_text(report, "report.md")
+        mlflow.log_artifact(str(plot))
 
     def end(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
 
     def log_record(self, record: StepRecord) -> str:
         """A nested run for one variant: params, metrics, raw latencies, per-example outputs, gate."""
-        with mlflow.start_run(run_name=record.step, nested=True) as run:
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=record.step, nested=True) as run:
             mlflow.set_tags({"ratchet.decision": record.decision, "ratchet.reason": record.reason[:5000],
                              "ratchet.step": record.step})
             params: dict[str, Any] = {"technique": record.kind or "baseline", "spec_hash": self.spec_hash,

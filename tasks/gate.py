@@ -169,8 +169,9 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
     if kind == "max_relative_drop":
         worsening = worsening / abs(base) if base else float("inf")
     ok = worsening <= bound
+    change = f"worse by {worsening:.4g}" if worsening > 0 else "no worse"
     return GateCriterion(name, target.metric, value, bound, ok, blocking,
-                         f"{target.metric} worsened by {worsening:.4g} vs baseline ({'within' if ok else 'over'} {kind} {bound:g})")
+                         f"{target.metric} {_fmt(value)} vs baseline {_fmt(base)}: {change} ({kind} {bound:g})")
 
 
 def speed_ratio(metric: str, candidate: Evidence, reference: Evidence, noise: NoiseSpec):
@@ -190,7 +191,7 @@ def improvement_criterion(objective: str, candidate: Evidence, champion: Evidenc
     if ci is None:
         return GateCriterion(name, objective, value, 1.0, False, True, f"{objective}: too few latencies to compare with the champion")
     # Throughput is higher-is-better, but its bootstrap runs on latency: a lower latency ratio is always better.
-    span = f"{ci.ratio:.2f}x the champion's latency [{int(noise.confidence * 100)}% CI {ci.low:.2f}-{ci.high:.2f}]"
+    span = f"{ci.ratio:.2f}x the champion's latency ({noise.confidence:.0%} CI {ci.low:.2f}-{ci.high:.2f})"
     if ci.significantly_lower:
         return GateCriterion(name, objective, value, 1.0, True, True, f"{objective}: {span}, faster beyond noise")
     verdict = "slower" if ci.significantly_higher else "no speed-up beyond noise"

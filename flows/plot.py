@@ -1,0 +1,38 @@
+"""One picture of a run: latency and quality per step, coloured by the gate's decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: pipelines run headless
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLOURS = {"baseline": "#4c72b0", "accepted": "#55a868", "rejected": "#c44e52", "skipped": "#aaaaaa", "failed": "#8172b2"}
+
+
+def plot_steps(summary: dict[str, Any], path: Path) -> Path:
+    """p95 latency and rubric score of every measured step, side by side."""
+    steps = [s for s in summary["steps"] if s["metrics"]["p95_ms"] is not None]
+    names = [s["step"] for s in steps]
+    colours = [COLOURS[s["decision"]] for s in steps]
+    fig, (lat, qual) = plt.subplots(1, 2, figsize=(10, 3.8))
+    lat.bar(names, [s["metrics"]["p95_ms"] for s in steps], color=colours)
+    lat.set_ylabel("p95 latency (ms)")
+    lat.set_title("latency (lower is better)")
+    qual.bar(names, [s["metrics"]["rubric_score"] for s in steps], color=colours)
+    qual.set_ylim(0, 1)
+    qual.set_ylabel("rubric score")
+    qual.set_title("quality, tuning split (higher is better)")
+    for ax in (lat, qual):
+        ax.tick_params(axis="x", rotation=20)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in COLOURS.values()]
+    fig.legend(handles, list(COLOURS), loc="lower center", ncol=len(COLOURS), frameon=False)
+    fig.suptitle(f"Ratchet: {summary['spec']} (champion: {summary['champion']})")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
