@@ -19,7 +19,6 @@ from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from evals.workload import QUICK_MEASUREMENT  # noqa: E402
 from flows import progress  # noqa: E402
 from flows.ratchet import (  # noqa: E402
     FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
@@ -27,7 +26,7 @@ from flows.ratchet import (  # noqa: E402
 )
 from flows.plot import plot_steps  # noqa: E402
 from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
-from flows.spec import PipelineSpec, Prepared, preflight  # noqa: E402
+from flows.spec import PipelineSpec, Prepared, preflight, with_quick_measurement  # noqa: E402
 from registry.tracking import Tracker  # noqa: E402
 from tasks.techniques import TechniqueSpec  # noqa: E402
 from tasks.variant import Variant, stable_hash  # noqa: E402
@@ -63,11 +62,6 @@ def final_gate_task(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
 @task(name="register", cache_policy=NO_CACHE)
 def register_task(tracker: Tracker, final: FinalDecision, records: list[StepRecord]) -> int | None:
     return tracker.promote(final, records)
-
-
-def with_quick_measurement(spec: PipelineSpec) -> PipelineSpec:
-    """Small measurement budgets for smoke tests (p99 is not reportable, p95 is)."""
-    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"measurement": QUICK_MEASUREMENT})})
 
 
 def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:

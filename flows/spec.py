@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.rubric import RubricSpec
-from evals.workload import Workload, WorkloadError, WorkloadSpec, load_workload
+from evals.workload import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
 from hardware.backends import BACKENDS
 from hardware.profile import HardwareSpec
 from registry.plugins import import_submodules, unknown_name_message
@@ -85,12 +85,14 @@ class PipelineSpec(BaseModel):
     @field_validator("steps", mode="before")
     @classmethod
     def _known_kinds(cls, steps: Any) -> Any:
-        """Name an unknown step kind with a suggestion, before the union reports a bare tag mismatch."""
-        if isinstance(steps, list):
-            for step in steps:
-                if isinstance(step, dict) and isinstance(step.get("kind"), str):
-                    TECHNIQUES.canonical(step["kind"])
-        return steps
+        """Resolve aliases, and name an unknown kind with a suggestion before the union reports a bare tag mismatch."""
+        if not isinstance(steps, list):
+            return steps
+        return [
+            {**step, "kind": TECHNIQUES.canonical(step["kind"])}
+            if isinstance(step, dict) and isinstance(step.get("kind"), str) else step
+            for step in steps
+        ]
 
     @field_validator("objective")
     @classmethod
@@ -124,12 +126,12 @@ def _choose(value: str, known: Any) -> str:
 def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line: where, what was wrong, what was given (plus how many other errors)."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "spec"
+    loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None or repr(given) in msg else f" (got {given!r})"
     more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
-    return f"{source}: {loc}: {msg}{shown}{more}"
+    return f"{source}: {loc + ': ' if loc else ''}{msg}{shown}{more}"
 
 
 def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) -> PipelineSpec:
@@ -146,10 +148,14 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path | None = None) ->
 def load_spec(path: Path) -> PipelineSpec:
     """Read and validate a YAML spec file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(f"spec file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise SpecError(f"spec {str(path)!r} is not a file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SpecError(f"{path}: cannot read the spec as UTF-8 text ({exc})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -159,7 +165,10 @@ def load_spec(path: Path) -> PipelineSpec:
 
 
 def _absolute_paths(spec: PipelineSpec, base_dir: Path) -> PipelineSpec:
-    """Dataset, local model folders and the workdir are relative to the spec file, not the shell."""
+    """Inputs (dataset, local model folders starting with ./ or ~) are relative to the spec file.
+
+    Outputs (``workdir``, a relative SQLite tracking URI) stay relative to where ``ratchet`` runs.
+    """
     def rebase(value: str) -> str:
         return str((base_dir / Path(value).expanduser()).resolve())
 
@@ -170,6 +179,11 @@ def _absolute_paths(spec: PipelineSpec, base_dir: Path) -> PipelineSpec:
     if model.id.startswith((".", "~")):
         model = model.model_copy(update={"id": rebase(model.id)})
     return spec.model_copy(update={"workload": workload, "model": model})
+
+
+def with_quick_measurement(spec: PipelineSpec) -> PipelineSpec:
+    """Small measurement budgets for smoke tests (p95 stays reportable, p99 does not)."""
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"measurement": QUICK_MEASUREMENT})})
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Two stages use the same criteria:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -161,13 +162,13 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
     if kind == "min_improvement":
         ci = speed_ratio(target.metric, candidate, baseline, noise)
         limit = 1 - bound
-        ok = ci is not None and ci.high < 1 and ci.ratio <= limit
+        ok = ci is not None and ci.high <= limit
         detail = "too few latencies to bootstrap" if ci is None else f"ratio to baseline {ci.ratio:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
         return GateCriterion(name, target.metric, value, limit, ok, blocking,
                              f"{target.metric} {detail}, needs <= {limit:.3f} beyond noise")
     worsening = (base - value) if info.higher_is_better else (value - base)
     if kind == "max_relative_drop":
-        worsening = worsening / abs(base) if base else float("inf")
+        worsening = worsening / abs(base) if base else (math.inf if worsening > 0 else 0.0)
     ok = worsening <= bound
     change = f"worse by {worsening:.4g}" if worsening > 0 else "no worse"
     return GateCriterion(name, target.metric, value, bound, ok, blocking,

@@ -184,11 +184,6 @@ def test_bad_input_subprocess(case: Case, subprocess_results: dict[str, Subproce
     _assert_nothing_written(result.folder)
 
 
-@pytest.mark.xfail(
-    reason="BUG: flows/spec.py:152 path.read_text() raises UnicodeDecodeError (not caught, only yaml.YAMLError is), "
-    "so a non-UTF-8 spec file crashes the CLI with a traceback and exit code 1",
-    strict=True,
-)
 def test_non_utf8_spec_subprocess(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00name: x\n")

@@ -24,7 +24,7 @@ class CastSpec(TechniqueSpec):
     dtype: Literal["fp16", "bf16"] = "bf16"
 
 
-@TECHNIQUES.register("cast", aliases=("fp16", "bf16"))
+@TECHNIQUES.register("cast")
 class Cast:
     spec_type: ClassVar[type[TechniqueSpec]] = CastSpec
 
