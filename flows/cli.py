@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="small measurement budgets, for smoke tests")
     run.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the spec's)")
+    run.add_argument("--no-cache", action="store_true", help="re-measure every step instead of reusing cached ones")
     run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own logs")
     check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
     check.add_argument("spec", type=Path)
@@ -72,7 +73,7 @@ def _run(spec, args, console: Console) -> int:
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
         try:
-            summary = ratchet(spec, quick=args.quick, tracking_uri=args.tracking_uri)
+            summary = ratchet(spec, quick=args.quick, tracking_uri=args.tracking_uri, refresh=args.no_cache)
         finally:
             progress.set_listener(None)
     table = Table(title=f"Ratchet: {spec.name}")

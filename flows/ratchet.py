@@ -70,9 +70,11 @@ def run_dir(spec: PipelineSpec) -> Path:
 
 
 def measurement_key(prepared: Prepared) -> dict:
-    """What a measurement depends on besides the model: hardware, workload settings and data."""
+    """What a measurement depends on besides the model: hardware, workload settings, data, and
+    where its files live (a cached record points into that folder)."""
     spec = prepared.spec
     return {
+        "run_dir": str(run_dir(spec)),
         "hardware": spec.hardware.model_dump(),
         "workload": spec.workload.model_dump(exclude={"dataset"}),
         "data": stable_hash(prepared.workload.eval_inputs()),

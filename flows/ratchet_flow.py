@@ -68,21 +68,30 @@ def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:
     return override or os.environ.get("MLFLOW_TRACKING_URI") or spec.registry.tracking_uri
 
 
+def _cached(task_fn, refresh: bool, name: str):
+    return task_fn.with_options(task_run_name=name, refresh_cache=refresh or None)
+
+
 @flow(name="ratchet", log_prints=True)
-def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = None) -> dict:
-    """Baseline, gated steps, final gate on held-out data, registration; returns the run summary."""
+def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = None, refresh: bool = False) -> dict:
+    """Baseline, gated steps, final gate on held-out data, registration; returns the run summary.
+
+    ``refresh`` re-measures everything instead of reusing cached steps (e.g. after a noisy run).
+    """
     if quick:
         spec = with_quick_measurement(spec)
     prepared = preflight(spec)
     tracker = Tracker(spec, resolve_tracking_uri(spec, tracking_uri), stable_hash(spec.model_dump(mode="json")))
     run_id = tracker.start()
     try:
-        baseline = baseline_task(prepared)
+        baseline = _cached(baseline_task, refresh, "baseline")(prepared)
         tracker.log_record(baseline)
         state = RatchetState.start(baseline)
         for step in spec.steps:
-            record = candidate_task.with_options(task_run_name=f"candidate: {step.label}")(
-                prepared, state.champion.variant, step)
+            candidate = _cached(candidate_task, refresh, f"candidate: {step.label}")
+            record = candidate(prepared, state.champion.variant, step)
+            if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
+                record = _cached(candidate_task, True, f"candidate: {step.label}")(prepared, state.champion.variant, step)
             record = evaluate_task(prepared, state.baseline, record)
             record = gate_task(spec, state, record)
             tracker.log_record(record)

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.ratchet import FinalDecision, StepRecord
 from flows.spec import PipelineSpec
+from tasks.variant import content_hash
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "numpy", "pydantic")
@@ -132,12 +133,25 @@ class Tracker:
         self.client.set_tag(self.parent_run_id, "ratchet.champion", final.champion.step)
         if not final.targets_met:
             return None
-        uri = self.model_uris[final.champion.step]
-        lineage = " -> ".join([*final.champion.variant.lineage, final.champion.step])
-        tags = {"lineage": lineage, "spec_hash": self.spec_hash, "targets_met": "true",
-                "gate": json.dumps({c.name: c.passed for c in final.gate.criteria})[:5000],
-                "decisions": json.dumps({r.step: r.decision for r in records})[:5000]}
-        mv = mlflow.register_model(uri, self.spec.registry.model_name, tags=tags)
-        self.client.set_registered_model_alias(self.spec.registry.model_name, self.spec.registry.alias, mv.version)
-        return int(mv.version)
+        name, alias = self.spec.registry.model_name, self.spec.registry.alias
+        digest = content_hash(final.champion.variant.path)
+        version = self._version_with_content(name, digest)
+        if version is None:  # a nightly run that found the same champion re-points the alias, no new version
+            lineage = " -> ".join([*final.champion.variant.lineage, final.champion.step])
+            tags = {"lineage": lineage, "spec_hash": self.spec_hash, "targets_met": "true", "content_hash": digest,
+                    "runtime": final.champion.variant.runtime,
+                    "gate": json.dumps({c.name: c.passed for c in final.gate.criteria})[:5000],
+                    "decisions": json.dumps({r.step: r.decision for r in records})[:5000]}
+            version = int(mlflow.register_model(self.model_uris[final.champion.step], name, tags=tags).version)
+        self.client.set_registered_model_alias(name, alias, str(version))
+        return version
+
+    def _version_with_content(self, name: str, digest: str) -> int | None:
+        """An existing version of ``name`` with the same model files, if any."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}'")
+        except mlflow.exceptions.MlflowException:
+            return None
+        same = [int(v.version) for v in versions if v.tags.get("content_hash") == digest]
+        return max(same) if same else None
 

@@ -112,6 +112,9 @@ def test_rerun_reuses_cached_steps(store: dict) -> None:
     assert again["mlflow_run_id"] != store["summary"]["mlflow_run_id"]
     # Cached measurements come back bit for bit; a re-measurement never would.
     assert [s["metrics"] for s in again["steps"]] == [s["metrics"] for s in store["summary"]["steps"]]
+    # Same champion files: the alias stays on the same version, no new version is registered.
+    assert again["registered_version"] == store["summary"]["registered_version"]
+    assert len(MlflowClient(store["uri"]).search_model_versions("name = 'minilm-support'")) == 1
 
 
 def test_unmet_targets_promote_nothing_and_exit_1(store: dict, tmp_path: Path) -> None:
