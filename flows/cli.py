@@ -83,8 +83,8 @@ def _run(spec, args, console: Console) -> int:
         table.add_row(*row)
     # Piped output (CI logs, files) gets room for the reasons instead of rich's 80-column default.
     Console(width=None if sys.stdout.isatty() else 160).print(table)
-    console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]")
-    console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}")
+    console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]", soft_wrap=True)
+    console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}", soft_wrap=True)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))
