@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stdout_console() -> Console:
+    """Piped output (CI logs, files) gets room for the gate's reasons instead of rich's 80 columns."""
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def quiet_libraries() -> None:
+    """Keep Prefect's, MLflow's and transformers' own chatter out of the user's terminal."""
+    for name, value in (("PREFECT_LOGGING_LEVEL", "WARNING"), ("TRANSFORMERS_VERBOSITY", "error"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
+        os.environ.setdefault(name, value)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
@@ -62,10 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(spec, args, console: Console) -> int:
     if not args.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        quiet_libraries()
     from flows import progress
     from flows.ratchet_flow import ratchet
     from flows.report import HEADERS, table_rows, verdict
@@ -81,8 +91,7 @@ def _run(spec, args, console: Console) -> int:
         table.add_column(header, overflow="fold")
     for row in table_rows(summary):
         table.add_row(*row)
-    # Piped output (CI logs, files) gets room for the reasons instead of rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    stdout_console().print(table)
     console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]", soft_wrap=True)
     console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}", soft_wrap=True)
     if args.summary_json:
@@ -107,7 +116,7 @@ class _progress_bars:
         key = (variant, phase)
         if key not in self.tasks:
             self.tasks[key] = self.bars.add_task(f"{variant}: {phase}", total=total)
-        self.bars.update(self.tasks[key], completed=min(done, total), total=max(total, done))
+        self.bars.update(self.tasks[key], completed=done, total=max(total, done))
 
     def __exit__(self, *exc) -> None:
         self.bars.stop()

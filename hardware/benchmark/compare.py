@@ -15,10 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from flows.cli import DEFAULT_SPEC
+from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
 from flows.ratchet import RatchetState, run_baseline, run_step
 from flows.spec import load_spec, parse_spec, preflight, with_quick_measurement
 
@@ -42,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         spec = with_quick_measurement(spec)
     prepared = preflight(spec)
-    console = Console()
+    quiet_libraries()
+    console = stdout_console()
     console.print(f"measuring baseline and {len(spec.steps)} techniques on {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
     state = RatchetState.start(run_baseline(prepared))
     # Each technique starts from the baseline (never from another technique): advance() is not called.
