@@ -90,6 +90,10 @@ class RetrievalWorkload:
     def split_indices(self, split: str) -> list[int]:
         return [i for i, q in enumerate(self.queries) if q.split == split]
 
+    def calibration_texts(self) -> list[str]:
+        """Unlabeled texts a technique may learn from: the corpus and the tuning queries, never held-out."""
+        return [*self.corpus_texts, *self.request_texts("tuning")]
+
     def request_texts(self, split: str = "tuning") -> list[str]:
         """Payloads for the latency benchmark: the split's queries, as users would send them."""
         return [self.queries[i].text for i in self.split_indices(split)]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from flows.spec import PipelineSpec, Prepared
-from tasks.gate import GateDecision, decide
+from tasks.gate import GateDecision, decide, metric_info
 from tasks.measure import Measurement, MeasurementError, ProgressFn, evaluate, measure_variant
-from tasks.techniques import TechniqueSpec, technique_for
+from tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
 from tasks.variant import Variant, content_hash, stable_hash
 
 Decision = Literal["baseline", "measured", "accepted", "rejected", "skipped", "failed"]
@@ -49,10 +49,11 @@ class RatchetState:
     def start(cls, baseline: StepRecord) -> "RatchetState":
         return cls(baseline, baseline, [baseline])
 
-    def advance(self, record: StepRecord) -> "RatchetState":
-        """The ratchet: only an accepted step moves the champion."""
-        champion = record if record.decision == "accepted" else self.champion
-        return replace(self, champion=champion, records=[*self.records, record])
+    def advance(self, records: list[StepRecord]) -> "RatchetState":
+        """The ratchet: only an accepted candidate moves the champion (a search accepts at most one)."""
+        accepted = [r for r in records if r.decision == "accepted"]
+        assert len(accepted) <= 1, "pick_winner leaves at most one accepted candidate per step"
+        return replace(self, champion=accepted[0] if accepted else self.champion, records=[*self.records, *records])
 
 
 @dataclass
@@ -111,8 +112,10 @@ def try_step(prepared: Prepared, champion: Variant, step: TechniqueSpec,
         return replace(record, reason=available.reason)
     key = step_key(prepared, champion, step)[:12]
     spec = prepared.spec
+    ctx = TechniqueContext(prepared.workload.calibration_texts(), spec.workload.sequence_length, spec.hardware,
+                           on_progress)
     try:
-        variant = _make_candidate(technique, step, champion, run_dir(spec) / "variants" / f"{step.label}-{key}")
+        variant = _make_candidate(technique, step, champion, run_dir(spec) / "variants" / f"{step.label}-{key}", ctx)
         measurement = measure_variant(variant, spec.hardware, spec.workload, prepared.workload,
                                       run_dir(spec) / "measurements" / f"{step.label}-{key}", on_progress)
     except (MeasurementError, RuntimeError, ValueError, OSError) as exc:
@@ -120,12 +123,13 @@ def try_step(prepared: Prepared, champion: Variant, step: TechniqueSpec,
     return replace(record, decision="measured", reason="measured", variant=variant, measurement=measurement)
 
 
-def _make_candidate(technique, step: TechniqueSpec, source: Variant, out_dir: Path) -> Variant:
+def _make_candidate(technique: Technique, step: TechniqueSpec, source: Variant, out_dir: Path,
+                    ctx: TechniqueContext) -> Variant:
     """Apply the technique into a fresh folder (a half-written folder from a crash is discarded)."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    variant = technique.apply(step, source, out_dir)
+    variant = technique.apply(step, source, out_dir, ctx)
     variant.save()
     return variant
 
@@ -149,11 +153,36 @@ def gate_step(spec: PipelineSpec, state: RatchetState, record: StepRecord) -> St
     return replace(record, decision="accepted" if gate.passed else "rejected", reason=gate.reason, gate=gate)
 
 
+def pick_winner(records: list[StepRecord], objective: str) -> list[StepRecord]:
+    """Of a search's accepted candidates keep the best on the objective; the others are rejected, saying why."""
+    accepted = [r for r in records if r.decision == "accepted"]
+    if len(accepted) < 2:
+        return records
+    sign = -1 if metric_info(objective).higher_is_better else 1
+
+    def rank(r: StepRecord) -> tuple[float, float]:
+        metrics = r.measurement.summary_metrics("tuning")
+        return sign * metrics[objective], -metrics["rubric_score"]
+
+    best = min(accepted, key=rank)
+    value = best.measurement.perf[objective]
+    return [
+        replace(r, decision="rejected",
+                reason=f"passed its gate, but {best.step} is better on {objective} ({value:.4g} vs {r.measurement.perf[objective]:.4g})")
+        if r.decision == "accepted" and r is not best else r
+        for r in records
+    ]
+
+
 def run_step(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
-             on_progress: ProgressFn | None = None) -> StepRecord:
-    """One whole step without Prefect: try, evaluate, gate."""
-    record = try_step(prepared, state.champion.variant, step, on_progress)
-    return gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline, record))
+             on_progress: ProgressFn | None = None) -> list[StepRecord]:
+    """One whole step without Prefect: try, evaluate and gate each candidate, keep the best."""
+    records = [
+        gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline,
+                                                      try_step(prepared, state.champion.variant, c, on_progress)))
+        for c in step.candidates()
+    ]
+    return pick_winner(records, prepared.spec.objective)
 
 
 def finalize(spec: PipelineSpec, state: RatchetState) -> FinalDecision:

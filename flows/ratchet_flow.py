@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from flows import progress  # noqa: E402
 from flows.ratchet import (  # noqa: E402
     FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
-    run_dir, step_key, try_step,
+    pick_winner, run_dir, step_key, try_step,
 )
 from flows.plot import plot_steps  # noqa: E402
 from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
@@ -72,6 +72,15 @@ def _cached(task_fn, refresh: bool, name: str):
     return task_fn.with_options(task_run_name=name, refresh_cache=refresh or None)
 
 
+def _candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec, refresh: bool) -> StepRecord:
+    """Try (cached), evaluate and gate one candidate against the current champion."""
+    record = _cached(candidate_task, refresh, f"candidate: {step.label}")(prepared, state.champion.variant, step)
+    if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
+        record = _cached(candidate_task, True, f"candidate: {step.label}")(prepared, state.champion.variant, step)
+    record = evaluate_task(prepared, state.baseline, record)
+    return gate_task(prepared.spec, state, record)
+
+
 @flow(name="ratchet", log_prints=True)
 def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = None, refresh: bool = False) -> dict:
     """Baseline, gated steps, final gate on held-out data, registration; returns the run summary.
@@ -88,14 +97,10 @@ def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = 
         tracker.log_record(baseline)
         state = RatchetState.start(baseline)
         for step in spec.steps:
-            candidate = _cached(candidate_task, refresh, f"candidate: {step.label}")
-            record = candidate(prepared, state.champion.variant, step)
-            if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
-                record = _cached(candidate_task, True, f"candidate: {step.label}")(prepared, state.champion.variant, step)
-            record = evaluate_task(prepared, state.baseline, record)
-            record = gate_task(spec, state, record)
-            tracker.log_record(record)
-            state = state.advance(record)
+            records = pick_winner([_candidate(prepared, state, c, refresh) for c in step.candidates()], spec.objective)
+            for record in records:
+                tracker.log_record(record)
+            state = state.advance(records)
         final = final_gate_task(spec, state)
         version = register_task(tracker, final, state.records)
         summary = build_summary(state, final, run_id, version, spec.name)

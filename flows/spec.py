@@ -9,6 +9,7 @@ dataset), still before any run is started or anything is written.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -23,7 +24,7 @@ from hardware.profile import HardwareSpec
 from registry.plugins import import_submodules, unknown_name_message
 from tasks.gate import METRICS, OBJECTIVES, NoiseSpec, TargetSpec
 from tasks.model_source import ModelSourceError, resolve_model
-from tasks.techniques import TECHNIQUES
+from tasks.techniques import TECHNIQUES, technique_for
 
 import_submodules("tasks.techniques")
 import_submodules("hardware.backends")
@@ -202,4 +203,19 @@ def preflight(spec: PipelineSpec) -> Prepared:
         workload = load_workload(spec.workload, spec.model.task, Path.cwd())
     except (ModelSourceError, WorkloadError) as exc:
         raise SpecError(f"{spec.name}: {exc}") from None
+    check_steps_against_model(spec, json.loads((model_path / "config.json").read_text()))
     return Prepared(spec, model_path, workload)
+
+
+def check_steps_against_model(spec: PipelineSpec, model_config: dict) -> None:
+    """Settings that only make sense for this model (e.g. a student smaller than its teacher).
+
+    A technique opts in with ``preflight(spec, model_config)`` raising ValueError.
+    """
+    for i, step in enumerate(spec.steps):
+        check = getattr(technique_for(step.kind), "preflight", None)
+        for candidate in step.candidates() if check else []:
+            try:
+                check(candidate, model_config)
+            except ValueError as exc:
+                raise SpecError(f"{spec.name}: steps.{i} ({candidate.label}): {exc}") from None

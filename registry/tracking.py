@@ -17,10 +17,10 @@ from mlflow.tracking import MlflowClient
 
 from flows.ratchet import FinalDecision, StepRecord
 from flows.spec import PipelineSpec
-from tasks.variant import content_hash
+from tasks.variant import content_hash, stable_hash
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
-RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "numpy", "pydantic")
+RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "onnxruntime", "numpy", "pydantic")
 
 
 def artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -134,7 +134,9 @@ class Tracker:
         if not final.targets_met:
             return None
         name, alias = self.spec.registry.model_name, self.spec.registry.alias
-        digest = content_hash(final.champion.variant.path)
+        variant = final.champion.variant
+        # Same files run differently (e.g. under torch.compile) are a different model.
+        digest = stable_hash([content_hash(variant.path), variant.runtime, variant.runtime_options])
         version = self._version_with_content(name, digest)
         if version is None:  # a nightly run that found the same champion re-points the alias, no new version
             lineage = " -> ".join([*final.champion.variant.lineage, final.champion.step])

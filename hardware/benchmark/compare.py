@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"measuring baseline and {len(spec.steps)} techniques on {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
     state = RatchetState.start(run_baseline(prepared))
     # Each technique starts from the baseline (never from another technique): advance() is not called.
-    records = [state.baseline, *(run_step(prepared, state, step) for step in spec.steps)]
+    records = [state.baseline, *(r for step in spec.steps for r in run_step(prepared, state, step))]
     console.print(comparison_table(records, spec.name))
 
 

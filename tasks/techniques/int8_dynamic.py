@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueSpec
+from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
 from tasks.variant import Variant
 
 
@@ -42,7 +42,7 @@ class Int8Dynamic:
             return Availability(False, f"int8_dynamic expects float32 weights, the champion is {source.traits['dtype']}")
         return Availability(True)
 
-    def apply(self, spec: Int8DynamicSpec, source: Variant, out_dir: Path) -> Variant:
+    def apply(self, spec: Int8DynamicSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
         from transformers import AutoTokenizer, TorchAoConfig
 
