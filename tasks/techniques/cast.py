@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 import torch
 
 from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueSpec
+from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
 from tasks.variant import Variant
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -35,7 +35,7 @@ class Cast:
             return Availability(False, "the champion is already quantized; casting its float parts is not supported")
         return Availability(True)
 
-    def apply(self, spec: CastSpec, source: Variant, out_dir: Path) -> Variant:
+    def apply(self, spec: CastSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         model = load_hf_model(source).to(DTYPES[spec.dtype])
         model.save_pretrained(out_dir)
         _copy_tokenizer(source.path, out_dir)
