@@ -1,12 +1,13 @@
-"""Side-by-side benchmark: every technique alone against PyTorch fp32, in one run.
+"""Side-by-side benchmark: PyTorch fp32, each technique alone, reference recipes and the ratchet's
+champion, measured in one run on one workload.
 
-    python -m hardware.benchmark.compare [SPEC] [--quick]
+    python -m hardware.benchmark.compare [SPEC] [--quick] [--only NAME ...] [--champion-of SPEC] [--markdown]
 
-Each variant is built from the spec's baseline model and measured in its own
-process with the spec's workload, one after another, then the table prints
-ratios to the fp32 baseline (speed-up of p50/p95, throughput ratio), fidelity
-(cosine to fp32) and held-out recall@5. Ratios measured in one run are what a
-README may quote; absolute milliseconds on a shared 2-core machine are not.
+Every row is built from the spec's baseline model and measured in its own
+process with the spec's workload, one after another; the table prints ratios
+to the fp32 baseline, fidelity (cosine to fp32) and held-out recall@5. Ratios
+measured in one run are what a README may quote; absolute milliseconds on a
+shared 2-core machine are not.
 """
 
 from __future__ import annotations
@@ -18,61 +19,107 @@ from pathlib import Path
 from rich.table import Table
 
 from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
-from flows.ratchet import RatchetState, run_baseline, run_step
-from flows.spec import load_spec, parse_spec, preflight, with_quick_measurement
+from flows.ratchet import RatchetState, StepRecord, evaluate_step, gate_step, run_baseline, run_step, try_step
+from flows.spec import PipelineSpec, Prepared, load_spec, parse_spec, preflight, with_quick_measurement
 
-# The techniques compared by default, each applied alone to the fp32 baseline.
-DEFAULT_STEPS = [
-    {"kind": "cast", "name": "bf16", "dtype": "bf16"},
-    {"kind": "cast", "name": "fp16", "dtype": "fp16"},
-    {"kind": "int8_dynamic", "name": "int8-eager", "compile": False},
-    {"kind": "int8_dynamic", "name": "int8-compiled", "compile": True},
-]
+# Each recipe is a chain of steps applied from the fp32 baseline without intermediate gates;
+# the last variant is gated against the baseline.
+RECIPES: dict[str, list[dict]] = {
+    "bf16 cast": [{"kind": "cast", "dtype": "bf16"}],
+    "fp16 cast": [{"kind": "cast", "dtype": "fp16"}],
+    "torchao int8, eager": [{"kind": "int8_dynamic", "compile": False}],
+    "torchao int8, compiled": [{"kind": "int8_dynamic", "compile": True}],
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hardware.benchmark.compare")
-    parser.add_argument("spec", nargs="?", type=Path, default=DEFAULT_SPEC)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("spec", nargs="?", type=Path, default=DEFAULT_SPEC, help="workload, rubric and model")
+    parser.add_argument("--quick", action="store_true", help="small measurement budgets")
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), metavar="RECIPE", help="a subset of the recipes")
+    parser.add_argument("--champion-of", type=Path, help="also run this spec's ratchet and add its champion")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table too (for README)")
     args = parser.parse_args(argv)
-    spec = load_spec(args.spec)
-    data = spec.model_dump(mode="json") | {"steps": DEFAULT_STEPS, "workdir": tempfile.mkdtemp(prefix="ratchet-compare-")}
-    spec = parse_spec(data, str(args.spec))
-    if args.quick:
-        spec = with_quick_measurement(spec)
-    prepared = preflight(spec)
     quiet_libraries()
+    spec = _with_workdir(load_spec(args.spec), args.quick)
+    prepared = preflight(spec)
     console = stdout_console()
-    console.print(f"measuring baseline and {len(spec.steps)} techniques on {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
-    state = RatchetState.start(run_baseline(prepared))
-    # Each technique starts from the baseline (never from another technique): advance() is not called.
-    records = [state.baseline, *(r for step in spec.steps for r in run_step(prepared, state, step))]
-    console.print(comparison_table(records, spec.name))
+    recipes = {name: RECIPES[name] for name in (args.only or RECIPES)}
+    console.print(f"measuring fp32 and {len(recipes)} recipes: {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
+    baseline = run_baseline(prepared)
+    rows = [("PyTorch fp32", baseline)]
+    rows += [(name, run_recipe(prepared, baseline, steps)) for name, steps in recipes.items()]
+    if args.champion_of:
+        champion, lineage = champion_of(args.champion_of, spec, baseline)
+        rows.append((f"champion of {args.champion_of.name}: {lineage}", champion))
+    table = comparison_table(rows, spec.name)
+    console.print(table)
+    if args.markdown:
+        print(markdown_table(table))
 
 
-def comparison_table(records, title: str) -> Table:
-    base = records[0].measurement
+def _with_workdir(spec: PipelineSpec, quick: bool) -> PipelineSpec:
+    spec = spec.model_copy(update={"workdir": tempfile.mkdtemp(prefix="ratchet-compare-")})
+    return with_quick_measurement(spec) if quick else spec
+
+
+def run_recipe(prepared: Prepared, baseline: StepRecord, steps: list[dict]) -> StepRecord:
+    """Apply ``steps`` in order from the baseline, then evaluate and gate the result against it."""
+    specs = parse_spec({**prepared.spec.model_dump(mode="json"), "steps": steps}).steps
+    state = RatchetState.start(baseline)
+    variant, record = baseline.variant, baseline
+    for step in specs:
+        record = try_step(prepared, variant, step)
+        if record.decision != "measured":
+            return record
+        variant = record.variant
+    return gate_step(prepared.spec, state, evaluate_step(prepared, baseline, record))
+
+
+def champion_of(path: Path, measured_on: PipelineSpec, baseline: StepRecord) -> tuple[StepRecord, str]:
+    """Run another spec's ratchet (its steps, this run's workload and budgets): its champion and lineage."""
+    steps = load_spec(path).model_dump(mode="json")["steps"]
+    prepared = preflight(parse_spec({**measured_on.model_dump(mode="json"), "steps": steps}))
+    state = RatchetState.start(baseline)
+    for step in prepared.spec.steps:
+        state = state.advance(run_step(prepared, state, step))
+    lineage = " → ".join(r.step for r in state.records if r.decision == "accepted") or "baseline"
+    return state.champion, lineage
+
+
+COLUMNS = ("variant", "p50 speed-up", "p95 speed-up", "throughput", "cosine to fp32", "held-out recall@5", "size MB", "gate vs fp32")
+
+
+def comparison_table(rows: list[tuple[str, StepRecord]], title: str) -> Table:
+    base = rows[0][1].measurement
     table = Table(title=f"{title}: ratios vs PyTorch fp32, measured in one run")
-    for col in ("variant", "p50 speed-up", "p95 speed-up", "throughput ×", "cosine to fp32", "held-out recall@5",
-                "size MB", "gate vs fp32"):
+    for col in COLUMNS:
         table.add_column(col)
-    for r in records:
+    for name, r in rows:
         m = r.measurement
-        if m is None:
-            table.add_row(r.step, *["-"] * 6, f"{r.decision}: {r.reason}")
+        if m is None or not m.rubric:
+            table.add_row(name, *["-"] * 6, f"{r.decision}: {r.reason}")
             continue
         held = m.rubric["heldout"].metrics()
+        verdict = r.decision if r.decision in ("baseline", "accepted") else f"{r.decision}: {r.reason}"
         table.add_row(
-            r.step,
+            name,
             f"{base.perf['p50_ms'] / m.perf['p50_ms']:.2f}×",
             f"{base.perf['p95_ms'] / m.perf['p95_ms']:.2f}×",
             f"{m.perf['throughput_rps'] / base.perf['throughput_rps']:.2f}×",
             f"{held.get('fidelity', float('nan')):.4f}",
             f"{held.get('recall_at_5', float('nan')):.3f}",
             f"{m.perf['size_mb']:.1f}",
-            r.decision if r.decision in ("baseline", "accepted") else f"{r.decision}: {r.reason}",
+            verdict,
         )
     return table
+
+
+def markdown_table(table: Table) -> str:
+    cells = [[str(c) for c in col._cells] for col in table.columns]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in zip(*cells)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
