@@ -9,6 +9,7 @@ task (and cache the expensive one) while tests call them directly:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -174,15 +175,26 @@ def pick_winner(records: list[StepRecord], objective: str) -> list[StepRecord]:
     ]
 
 
-def run_step(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
-             on_progress: ProgressFn | None = None) -> list[StepRecord]:
-    """One whole step without Prefect: try, evaluate and gate each candidate, keep the best."""
-    records = [
-        gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline,
-                                                      try_step(prepared, state.champion.variant, c, on_progress)))
-        for c in step.candidates()
-    ]
-    return pick_winner(records, prepared.spec.objective)
+def run_candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
+                  on_progress: ProgressFn | None = None) -> StepRecord:
+    """One candidate without Prefect: try, evaluate, gate against the current champion."""
+    record = try_step(prepared, state.champion.variant, step, on_progress)
+    return gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline, record))
+
+
+def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: str,
+                  candidate: Callable[[RatchetState, TechniqueSpec], StepRecord],
+                  on_records: Callable[[list[StepRecord]], None] | None = None) -> RatchetState:
+    """The loop itself: every candidate of a step meets the same champion, the best passing one replaces it.
+
+    ``candidate`` is ``run_candidate`` in plain Python, or the cached Prefect tasks in the flow.
+    """
+    for step in steps:
+        records = pick_winner([candidate(state, c) for c in step.candidates()], objective)
+        if on_records is not None:
+            on_records(records)
+        state = state.advance(records)
+    return state
 
 
 def finalize(spec: PipelineSpec, state: RatchetState) -> FinalDecision:

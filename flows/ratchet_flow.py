@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from flows import progress  # noqa: E402
 from flows.ratchet import (  # noqa: E402
     FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
-    pick_winner, run_dir, step_key, try_step,
+    ratchet_steps, run_dir, step_key, try_step,
 )
 from flows.plot import plot_steps  # noqa: E402
 from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
@@ -95,12 +95,9 @@ def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = 
     try:
         baseline = _cached(baseline_task, refresh, "baseline")(prepared)
         tracker.log_record(baseline)
-        state = RatchetState.start(baseline)
-        for step in spec.steps:
-            records = pick_winner([_candidate(prepared, state, c, refresh) for c in step.candidates()], spec.objective)
-            for record in records:
-                tracker.log_record(record)
-            state = state.advance(records)
+        state = ratchet_steps(spec.steps, RatchetState.start(baseline), spec.objective,
+                              lambda st, step: _candidate(prepared, st, step, refresh),
+                              lambda records: [tracker.log_record(r) for r in records])
         final = final_gate_task(spec, state)
         version = register_task(tracker, final, state.records)
         summary = build_summary(state, final, run_id, version, spec.name)

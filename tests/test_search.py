@@ -76,3 +76,24 @@ def test_advance_moves_the_champion_only_to_an_accepted_candidate() -> None:
     winner = record("y", "accepted", 3.0)
     state = state.advance([winner, record("z", "rejected", 2.0)])
     assert state.champion is winner and [r.step for r in state.records] == ["baseline", "x", "y", "z"]
+
+
+def test_ratchet_steps_gives_every_candidate_the_same_champion_and_keeps_the_best() -> None:
+    from flows.ratchet import ratchet_steps
+
+    base = record("baseline", "baseline", 6.0)
+    seen: list[tuple[str, str]] = []
+    latencies = {"cast[dtype=fp16]": 7.0, "cast[dtype=bf16]": 4.0, "again": 5.0}
+
+    def candidate(state: RatchetState, step) -> StepRecord:
+        seen.append((step.label, state.champion.step))
+        p95 = latencies[step.label]
+        return record(step.label, "accepted" if p95 < state.champion.measurement.perf["p95_ms"] else "rejected", p95)
+
+    steps = [CastSpec(kind="cast", search={"dtype": ["fp16", "bf16"]}), CastSpec(kind="cast", name="again")]
+    logged: list[list[str]] = []
+    state = ratchet_steps(steps, RatchetState.start(base), "p95_ms", candidate,
+                          lambda records: logged.append([r.step for r in records]))
+    assert seen == [("cast[dtype=fp16]", "baseline"), ("cast[dtype=bf16]", "baseline"), ("again", "cast[dtype=bf16]")]
+    assert state.champion.step == "cast[dtype=bf16]"  # 'again' (5 ms) lost to the 4 ms champion
+    assert logged == [["cast[dtype=fp16]", "cast[dtype=bf16]"], ["again"]]

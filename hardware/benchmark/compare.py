@@ -19,7 +19,9 @@ from pathlib import Path
 from rich.table import Table
 
 from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
-from flows.ratchet import RatchetState, StepRecord, evaluate_step, gate_step, run_baseline, run_step, try_step
+from flows.ratchet import (
+    RatchetState, StepRecord, evaluate_step, gate_step, ratchet_steps, run_baseline, run_candidate, try_step,
+)
 from flows.spec import PipelineSpec, Prepared, load_spec, parse_spec, preflight, with_quick_measurement
 
 # Each recipe is a chain of steps applied from the fp32 baseline without intermediate gates;
@@ -80,9 +82,8 @@ def champion_of(path: Path, measured_on: PipelineSpec, baseline: StepRecord) -> 
     """Run another spec's ratchet (its steps, this run's workload and budgets): its champion and lineage."""
     steps = load_spec(path).model_dump(mode="json")["steps"]
     prepared = preflight(parse_spec({**measured_on.model_dump(mode="json"), "steps": steps}))
-    state = RatchetState.start(baseline)
-    for step in prepared.spec.steps:
-        state = state.advance(run_step(prepared, state, step))
+    state = ratchet_steps(prepared.spec.steps, RatchetState.start(baseline), prepared.spec.objective,
+                          lambda st, step: run_candidate(prepared, st, step))
     lineage = " → ".join(r.step for r in state.records if r.decision == "accepted") or "baseline"
     return state.champion, lineage
 
