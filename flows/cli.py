@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,9 +54,13 @@ def stdout_console() -> Console:
 def quiet_libraries() -> None:
     """Keep Prefect's, MLflow's and transformers' own chatter out of the user's terminal."""
     for name, value in (("PREFECT_LOGGING_LEVEL", "WARNING"), ("TRANSFORMERS_VERBOSITY", "error"),
-                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+                        ("MLFLOW_LOGGING_LEVEL", "WARNING")):
         os.environ.setdefault(name, value)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # torchao's "failed to load a CUDA kernel library" and torch's pytree deprecation notices, on every import
+    for name in ("torch", "torchao"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +83,7 @@ def _run(spec, args, console: Console) -> int:
         quiet_libraries()
     from flows import progress
     from flows.ratchet_flow import ratchet
-    from flows.report import HEADERS, table_rows, verdict
+    from flows.report import HEADERS, gains_line, table_rows, verdict
 
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
@@ -90,9 +95,10 @@ def _run(spec, args, console: Console) -> int:
     for header in HEADERS:
         table.add_column(header, overflow="fold")
     for row in table_rows(summary):
-        table.add_row(*row)
+        table.add_row(*map(escape, row))  # step names like int8[op_types=none] are not rich markup
     stdout_console().print(table)
-    console.print(("[green]" if summary["targets_met"] else "[red]") + verdict(summary) + "[/]", soft_wrap=True)
+    console.print(("[green]" if summary["targets_met"] else "[red]") + escape(verdict(summary)) + "[/]", soft_wrap=True)
+    console.print(escape(gains_line(summary)), soft_wrap=True)
     console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}", soft_wrap=True)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)

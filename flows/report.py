@@ -30,17 +30,49 @@ def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str 
             row["gate"] = record.gate.to_dict()
         steps.append(row)
     champion = final.champion
+    champion_heldout = {**step_metrics(champion, "heldout"), **champion.measurement.rubric["heldout"].metrics()}
+    baseline_heldout = state.baseline.measurement.rubric["heldout"].metrics()
     return {
         "spec": spec_name,
         "steps": steps,
         "champion": champion.step,
-        "champion_heldout": {**step_metrics(champion, "heldout"), **champion.measurement.rubric["heldout"].metrics()},
-        "baseline_heldout": state.baseline.measurement.rubric["heldout"].metrics(),
+        "champion_heldout": champion_heldout,
+        "baseline_heldout": baseline_heldout,
+        "champion_vs_baseline": gains(base, champion.measurement.perf, champion_heldout, baseline_heldout),
         "final_gate": final.gate.to_dict(),
         "targets_met": final.targets_met,
         "mlflow_run_id": mlflow_run_id,
         "registered_version": registered_version,
     }
+
+
+def gains(base: dict, perf: dict, heldout: dict, baseline_heldout: dict) -> dict[str, float | None]:
+    """The champion against the baseline in one place: speed-ups (baseline / champion latency) and held-out
+    quality, each quality figure next to the baseline's."""
+    def ratio(num: float | None, den: float | None) -> float | None:
+        return num / den if num and den else None
+
+    out: dict[str, float | None] = {
+        "speedup_p50": ratio(base.get("p50_ms"), perf.get("p50_ms")),
+        "speedup_p95": ratio(base.get("p95_ms"), perf.get("p95_ms")),
+        "throughput_ratio": ratio(perf.get("throughput_rps"), base.get("throughput_rps")),
+        "cost_ratio": ratio(perf.get("cost_per_1k"), base.get("cost_per_1k")),
+    }
+    for name, value in baseline_heldout.items():
+        out[f"heldout_{name}"] = heldout.get(name)
+        out[f"baseline_heldout_{name}"] = value
+    return out
+
+
+def gains_line(summary: dict[str, Any]) -> str:
+    """One line for the terminal: how much faster, at what held-out quality."""
+    g = summary["champion_vs_baseline"]
+    speed = ", ".join(f"{g[k]:.2f}x {k.removeprefix('speedup_')}" for k in ("speedup_p50", "speedup_p95") if g.get(k))
+    quality = ", ".join(
+        f"{k.removeprefix('heldout_')} {v:.3f} (baseline {g['baseline_' + k]:.3f})"
+        for k, v in g.items() if k.startswith("heldout_") and v is not None and g.get("baseline_" + k) is not None
+    )
+    return f"champion vs baseline: {speed or 'no speed figures'}; held-out {quality}"
 
 
 def _fmt(key: str, value: float | None) -> str:

@@ -72,6 +72,10 @@ def test_int8_champion_is_faster_keeps_quality_and_is_promoted(store: dict) -> N
     assert int8["metrics"]["p95_ms"] < summary["steps"][0]["metrics"]["p95_ms"]
     assert summary["champion_heldout"]["fidelity"] > 0.99
     assert summary["final_gate"]["stage"] == "final" and summary["final_gate"]["passed"]
+    gains = summary["champion_vs_baseline"]
+    assert gains["speedup_p95"] == pytest.approx(summary["steps"][0]["metrics"]["p95_ms"] / int8["metrics"]["p95_ms"])
+    assert gains["heldout_fidelity"] == summary["champion_heldout"]["fidelity"]
+    assert gains["baseline_heldout_recall_at_5"] == summary["baseline_heldout"]["recall_at_5"]
 
 
 def test_mlflow_holds_a_run_per_variant_with_metrics_and_artifacts(store: dict) -> None:

@@ -13,6 +13,7 @@ from flows.ratchet import RatchetState, StepRecord, pick_winner
 from tasks.measure import Measurement
 from tasks.techniques.cast import CastSpec
 from tasks.techniques.int8_dynamic import Int8DynamicSpec
+from tasks.techniques.onnx_int8 import OnnxInt8Spec
 
 
 def test_search_expands_into_named_candidates() -> None:
@@ -22,6 +23,13 @@ def test_search_expands_into_named_candidates() -> None:
     assert [c.weight_only for c in candidates] == [False, True]
     assert all(c.search is None for c in candidates)
     assert "search" not in spec.settings()
+
+
+def test_list_and_null_values_get_readable_candidate_names() -> None:
+    spec = OnnxInt8Spec(name="int8", search={"op_types": [None, ["MatMul", "Attention"]]})
+    candidates = spec.candidates()
+    assert [c.label for c in candidates] == ["int8[op_types=none]", "int8[op_types=MatMul+Attention]"]
+    assert [c.op_types for c in candidates] == [None, ["MatMul", "Attention"]]
 
 
 def test_a_step_without_search_is_its_own_only_candidate() -> None:

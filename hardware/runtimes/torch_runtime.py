@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from hardware.profile import HardwareSpec
+from hardware.runtimes.precision import apply_mixed_precision
 from hardware.runtimes import RUNTIMES
 from tasks.variant import Variant
 
@@ -20,15 +21,23 @@ def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 
 
 def load_hf_model(variant: Variant, **kwargs: object) -> torch.nn.Module:
-    """The variant's model class for its task, from safetensors only (``kwargs`` go to ``from_pretrained``)."""
+    """The variant's model class for its task, from safetensors only (``kwargs`` go to ``from_pretrained``).
+
+    A mixed-precision variant is loaded in float32 and split again (``precision``), because
+    ``from_pretrained`` gives every tensor one dtype.
+    """
     from transformers import AutoModel, AutoModelForSequenceClassification
 
     classes = {"feature-extraction": AutoModel, "text-classification": AutoModelForSequenceClassification}
     if variant.task not in classes:
         raise NotImplementedError(f"the torch runtime does not serve task {variant.task!r} yet")
-    return classes[variant.task].from_pretrained(
+    mixed = variant.runtime_options.get("mixed_precision")
+    if mixed:
+        kwargs = {**kwargs, "dtype": torch.float32}
+    model = classes[variant.task].from_pretrained(
         variant.path, use_safetensors=True, trust_remote_code=variant.trust_remote_code, **kwargs
     ).eval()
+    return apply_mixed_precision(model, mixed["dtype"], mixed["keep_fp32"]) if mixed else model
 
 
 # What each task reads off the model output; new tasks add a row.
@@ -49,7 +58,9 @@ class TorchPredictor:
         model = load_hf_model(variant).to(self.device)
         # torchao's int8 kernels only pay off once inductor fuses the dynamic
         # activation quantisation (measured: eager is slower than fp32 at batch 1).
-        self.model = torch.compile(model, dynamic=True) if variant.runtime_options.get("compile") else model
+        options = variant.runtime_options
+        self.model = torch.compile(model, mode=options.get("compile_mode", "default"),
+                                   dynamic=options.get("compile_dynamic", True)) if options.get("compile") else model
         self.head = TASK_HEADS[variant.task]
         self.sequence_length = sequence_length
 

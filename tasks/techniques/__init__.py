@@ -30,6 +30,23 @@ class Availability(NamedTuple):
 
 
 MAX_SEARCH_CANDIDATES = 8
+RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX (run onnx_export first)"}
+
+
+def source_check(kind: str, source: Variant, *, runtime: str = "torch", float32: bool = True) -> Availability:
+    """What most techniques ask of the champion: the right runtime, unquantized and (``float32``) fp32 weights.
+
+    One place for these reasons, so every technique words them the same way.
+    """
+    if source.runtime != runtime:
+        return Availability(False, f"{kind} needs a {RUNTIME_NAMES.get(runtime, runtime)} variant, "
+                                   f"the champion runs on {source.runtime!r}")
+    if source.traits.get("quantized"):
+        return Availability(False, f"{kind} needs float weights, the champion is already quantized "
+                                   f"({source.traits['quantized']})")
+    if float32 and source.traits.get("dtype", "fp32") != "fp32":
+        return Availability(False, f"{kind} needs float32 weights, the champion is {source.traits['dtype']}")
+    return Availability(True)
 
 
 class TechniqueSpec(BaseModel):
@@ -43,7 +60,7 @@ class TechniqueSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,=\[\]\-]+$", description="Label in tables, MLflow and folder names.")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.,=+\[\]\-]+$", description="Label in tables, MLflow and folder names.")
     search: dict[str, list[Any]] | None = Field(None, description="field -> values to try; at most 8 combinations")
 
     @model_validator(mode="after")
@@ -85,7 +102,12 @@ class TechniqueSpec(BaseModel):
 
 
 def _short(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    """A setting's value as it appears in a candidate's name: ``true``, ``none``, ``MatMul+Attention``."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "+".join(_short(v) for v in value)
+    return str(value)
 
 
 @dataclass(frozen=True)

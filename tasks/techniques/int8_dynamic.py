@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
+from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
 from tasks.variant import Variant
 
 
@@ -34,13 +34,7 @@ class Int8Dynamic:
     def availability(self, spec: Int8DynamicSpec, source: Variant) -> Availability:
         if importlib.util.find_spec("torchao") is None:
             return Availability(False, "torchao is not installed (pip install torchao)")
-        if source.runtime != "torch":
-            return Availability(False, f"int8_dynamic needs a PyTorch variant, the champion runs on {source.runtime!r}")
-        if source.traits.get("quantized"):
-            return Availability(False, "the champion is already quantized")
-        if source.traits.get("dtype", "fp32") != "fp32":
-            return Availability(False, f"int8_dynamic expects float32 weights, the champion is {source.traits['dtype']}")
-        return Availability(True)
+        return source_check("int8_dynamic", source)
 
     def apply(self, spec: Int8DynamicSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
