@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own logs")
     check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
     check.add_argument("spec", type=Path)
+    sub.add_parser("backends", help="every compile backend and whether it can run on this machine, with the reason")
+    env = sub.add_parser("env", help="the isolated environments some backends and techniques run in")
+    env_sub = env.add_subparsers(dest="env_command", required=True, parser_class=_Parser)
+    env_sub.add_parser("list", help="each environment, its requirements and whether it is built")
+    build = env_sub.add_parser("build", help="create (or recreate) environments")
+    build.add_argument("names", nargs="*", help="environment names (default: every one)")
+    build.add_argument("--force", action="store_true", help="rebuild even if it is up to date")
     return parser
 
 
@@ -66,6 +73,10 @@ def quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
+    if args.command in ("backends", "env"):
+        from flows import plugins_cli
+
+        return plugins_cli.backends(stdout_console()) if args.command == "backends" else plugins_cli.env(args, console)
     try:
         spec = load_spec(args.spec)
         preflight(spec)
@@ -83,7 +94,7 @@ def _run(spec, args, console: Console) -> int:
         quiet_libraries()
     from flows import progress
     from flows.ratchet_flow import ratchet
-    from flows.report import HEADERS, gains_line, table_rows, verdict
+    from flows.report import COMPILE_HEADERS, HEADERS, compile_table_rows, gains_line, table_rows, verdict
 
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
@@ -97,6 +108,13 @@ def _run(spec, args, console: Console) -> int:
     for row in table_rows(summary):
         table.add_row(*map(escape, row))  # step names like int8[op_types=none] are not rich markup
     stdout_console().print(table)
+    if summary["compile"]:
+        compiled = Table(title=f"Compile targets: {spec.name} (held-out split; parity against the variant compiled from)")
+        for header in COMPILE_HEADERS:
+            compiled.add_column(header, overflow="fold")
+        for row in compile_table_rows(summary):
+            compiled.add_row(*map(escape, row))
+        stdout_console().print(compiled)
     console.print(("[green]" if summary["targets_met"] else "[red]") + escape(verdict(summary)) + "[/]", soft_wrap=True)
     console.print(escape(gains_line(summary)), soft_wrap=True)
     console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}", soft_wrap=True)

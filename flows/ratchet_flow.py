@@ -24,10 +24,12 @@ from flows.ratchet import (  # noqa: E402
     FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
     ratchet_steps, run_dir, step_key, try_step,
 )
+from flows.compiling import CompileRecord, compile_task_key, evaluate_compile, gate_compile, try_compile  # noqa: E402
 from flows.plot import plot_steps  # noqa: E402
 from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
 from flows.spec import PipelineSpec, Prepared, preflight, with_quick_measurement  # noqa: E402
 from registry.tracking import Tracker  # noqa: E402
+from hardware.backends import CompileSpec  # noqa: E402
 from tasks.techniques import TechniqueSpec  # noqa: E402
 from tasks.variant import Variant, stable_hash  # noqa: E402
 
@@ -42,6 +44,17 @@ def baseline_task(prepared: Prepared) -> StepRecord:
 @task(name="candidate", cache_key_fn=lambda _, p: "step-" + step_key(p["prepared"], p["champion"], p["step"]), **CACHE)
 def candidate_task(prepared: Prepared, champion: Variant, step: TechniqueSpec) -> StepRecord:
     return try_step(prepared, champion, step, progress.reporter(step.label))
+
+
+@task(name="compile", cache_key_fn=lambda _, p: "compile-" + compile_task_key(p["prepared"], p["state"], p["target"]), **CACHE)
+def compile_task(prepared: Prepared, state: RatchetState, target: CompileSpec) -> CompileRecord:
+    return try_compile(prepared, state, target, progress.reporter(f"compile {target.label}"))
+
+
+@task(name="compile-check", cache_policy=NO_CACHE)
+def compile_check_task(prepared: Prepared, state: RatchetState, record: CompileRecord, target: CompileSpec) -> CompileRecord:
+    """Parity, rubric and gate of a compiled artifact (cheap: from the cached measurement)."""
+    return gate_compile(prepared.spec, state, evaluate_compile(prepared, state, record), target)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -60,8 +73,8 @@ def final_gate_task(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register_task(tracker: Tracker, final: FinalDecision, records: list[StepRecord]) -> int | None:
-    return tracker.promote(final, records)
+def register_task(tracker: Tracker, final: FinalDecision, records: list[StepRecord], compiled: list[CompileRecord]) -> int | None:
+    return tracker.promote(final, records, compiled)
 
 
 def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:
@@ -70,6 +83,13 @@ def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:
 
 def _cached(task_fn, refresh: bool, name: str):
     return task_fn.with_options(task_run_name=name, refresh_cache=refresh or None)
+
+
+def _compiled(prepared: Prepared, state: RatchetState, target: CompileSpec, refresh: bool) -> CompileRecord:
+    record = _cached(compile_task, refresh, f"compile: {target.label}")(prepared, state, target)
+    if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
+        record = _cached(compile_task, True, f"compile: {target.label}")(prepared, state, target)
+    return compile_check_task.with_options(task_run_name=f"compile-check: {target.label}")(prepared, state, record, target)
 
 
 def _candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec, refresh: bool) -> StepRecord:
@@ -99,8 +119,11 @@ def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = 
                               lambda st, step: _candidate(prepared, st, step, refresh),
                               lambda records: [tracker.log_record(r) for r in records])
         final = final_gate_task(spec, state)
-        version = register_task(tracker, final, state.records)
-        summary = build_summary(state, final, run_id, version, spec.name)
+        compiled = [_compiled(prepared, state, target, refresh) for target in spec.compile]
+        for record in compiled:
+            tracker.log_compiled(record)
+        version = register_task(tracker, final, state.records, compiled)
+        summary = build_summary(state, final, run_id, version, spec.name, compiled)
         summary["plot"] = str(plot_steps(summary, run_dir(spec) / "reports" / f"{run_id}.png"))
         tracker.log_summary(summary, markdown_report(summary), Path(summary["plot"]))
     except BaseException:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flows.compiling import CompileRecord
 from flows.ratchet import FinalDecision, RatchetState, StepRecord
 
 TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb")
 
 
-def step_metrics(record: StepRecord, split: str = "tuning") -> dict[str, float | None]:
+def step_metrics(record: StepRecord | CompileRecord, split: str = "tuning") -> dict[str, float | None]:
     if record.measurement is None:
         return dict.fromkeys(TABLE_METRICS)
     metrics = record.measurement.summary_metrics(split) if record.measurement.rubric else record.measurement.perf
@@ -17,7 +18,8 @@ def step_metrics(record: StepRecord, split: str = "tuning") -> dict[str, float |
 
 
 def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str | None,
-                  registered_version: int | None, spec_name: str) -> dict[str, Any]:
+                  registered_version: int | None, spec_name: str,
+                  compiled: list[CompileRecord] | None = None) -> dict[str, Any]:
     """The run as data: what ``--summary-json`` writes and the tables are drawn from."""
     base = state.baseline.measurement.perf
     steps = []
@@ -40,10 +42,44 @@ def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str 
         "baseline_heldout": baseline_heldout,
         "champion_vs_baseline": gains(base, champion.measurement.perf, champion_heldout, baseline_heldout),
         "final_gate": final.gate.to_dict(),
+        "compile": [compile_row(r, base, champion.measurement.perf) for r in compiled or []],
         "targets_met": final.targets_met,
         "mlflow_run_id": mlflow_run_id,
         "registered_version": registered_version,
     }
+
+
+def compile_row(record: CompileRecord, base: dict, champion: dict) -> dict[str, Any]:
+    """One compile target as data: status and why, what it was compiled from, parity, held-out metrics."""
+    row: dict[str, Any] = {
+        "target": record.target, "backend": record.backend, "status": record.status, "reason": record.reason,
+        "source": record.source, "backend_version": record.backend_version, "settings": record.settings,
+        "parity": record.parity.to_dict() if record.parity else None,
+        "metrics": step_metrics(record, "heldout") if record.measurement and record.measurement.rubric
+        else dict.fromkeys(TABLE_METRICS),
+    }
+    if record.measurement is not None:
+        perf = record.measurement.perf
+        row["speedup_p95_vs_baseline"] = base["p95_ms"] / perf["p95_ms"] if perf.get("p95_ms") else None
+        row["speedup_p95_vs_champion"] = champion["p95_ms"] / perf["p95_ms"] if perf.get("p95_ms") else None
+    if record.gate is not None:
+        row["gate"] = record.gate.to_dict()
+    return row
+
+
+COMPILE_HEADERS = ("target", "status", "from", "max |diff|", "cosine", "p50 ms", "p95 ms", "req/s", "$ / 1k req",
+                   "rubric", "size MB")
+
+
+def compile_table_rows(summary: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for c in summary.get("compile", []):
+        status = c["status"] if c["status"] == "compiled" else f"{c['status']}: {c['reason']}"
+        par = c["parity"] or {}
+        diff = f"{par['max_abs_diff']:.2g}" if par else "-"
+        cos = f"{par['mean_cosine']:.5f}" if par else "-"
+        rows.append([c["target"], status, c["source"] or "-", diff, cos, *(_fmt(k, c["metrics"][k]) for k in TABLE_METRICS)])
+    return rows
 
 
 def gains(base: dict, perf: dict, heldout: dict, baseline_heldout: dict) -> dict[str, float | None]:
@@ -105,6 +141,9 @@ def markdown_report(summary: dict[str, Any]) -> str:
     lines = [f"# Ratchet run: {summary['spec']}", "", f"**{verdict(summary)}**", "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(summary)]
+    if summary.get("compile"):
+        lines += ["", "## Compile targets", "", "| " + " | ".join(COMPILE_HEADERS) + " |", "|" + "---|" * len(COMPILE_HEADERS)]
+        lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in compile_table_rows(summary)]
     lines += ["", "## Final gate (held-out split)", "", "| criterion | measured | pass | why |", "|---|---|---|---|"]
     for c in summary["final_gate"]["criteria"]:
         measured = "-" if c["measured"] is None else f"{c['measured']:.4g}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.rubric import RubricSpec
 from evals.workload import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
@@ -29,7 +29,23 @@ from tasks.techniques import TECHNIQUES, technique_for
 import_submodules("tasks.techniques")
 import_submodules("hardware.backends")
 
-StepSpec = Annotated[Union[tuple(t.spec_type for _, t in TECHNIQUES.items())], Field(discriminator="kind")]
+
+
+def _canonical_tag(tag: str, registry: Any) -> BeforeValidator:
+    """Resolve an item's ``tag`` through ``registry`` (aliases) before the union sees it, so an unknown name
+    is reported with a did-you-mean at the item's own position instead of as a bare tag mismatch."""
+    def canonical(item: Any) -> Any:
+        if isinstance(item, dict) and isinstance(item.get(tag), str):
+            return {**item, tag: registry.canonical(item[tag])}
+        return item
+
+    return BeforeValidator(canonical)
+
+
+StepSpec = Annotated[Union[tuple(t.spec_type for _, t in TECHNIQUES.items())], Field(discriminator="kind"),
+                     _canonical_tag("kind", TECHNIQUES)]
+TargetSpecs = Annotated[Union[tuple(b.spec_type for _, b in BACKENDS.items())], Field(discriminator="target"),
+                        _canonical_tag("target", BACKENDS)]
 
 
 class SpecError(ValueError):
@@ -54,17 +70,6 @@ class RegistrySpec(BaseModel):
     alias: str = Field("champion", pattern=r"^[A-Za-z0-9_\-]+$")
 
 
-class CompileTargetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    target: str
-
-    @field_validator("target")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        return BACKENDS.canonical(value)
-
-
 class PipelineSpec(BaseModel):
     """A whole Ratchet run: the model, how it is measured and judged, and what to try."""
 
@@ -79,21 +84,9 @@ class PipelineSpec(BaseModel):
     noise: NoiseSpec = Field(default_factory=NoiseSpec)
     hardware: HardwareSpec = Field(default_factory=HardwareSpec)
     steps: list[StepSpec] = Field(default_factory=list)  # type: ignore[valid-type]
-    compile: list[CompileTargetSpec] = Field(default_factory=list)
+    compile: list[TargetSpecs] = Field(default_factory=list, description="Targets the champion is compiled for.")  # type: ignore[valid-type]
     registry: RegistrySpec
     workdir: str = Field(".ratchet", description="Where variants and measurements are written.")
-
-    @field_validator("steps", mode="before")
-    @classmethod
-    def _known_kinds(cls, steps: Any) -> Any:
-        """Resolve aliases, and name an unknown kind with a suggestion before the union reports a bare tag mismatch."""
-        if not isinstance(steps, list):
-            return steps
-        return [
-            {**step, "kind": TECHNIQUES.canonical(step["kind"])}
-            if isinstance(step, dict) and isinstance(step.get("kind"), str) else step
-            for step in steps
-        ]
 
     @field_validator("objective")
     @classmethod
@@ -108,10 +101,11 @@ class PipelineSpec(BaseModel):
                 _choose(target.metric, known)
             except ValueError as exc:
                 raise ValueError(f"targets.{i}.metric: {exc}") from None
-        labels = [s.label for s in self.steps]
-        dupes = sorted({n for n in labels if labels.count(n) > 1})
-        if dupes:
-            raise ValueError(f"steps: step names must be unique (give repeated kinds a name), repeated: {dupes}")
+        for field, items in (("steps", self.steps), ("compile", self.compile)):
+            labels = [item.label for item in items]
+            dupes = sorted({n for n in labels if labels.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{field}: names must be unique (name repeated kinds or targets), repeated: {dupes}")
         return self
 
     def thresholds(self) -> dict[str, float]:

@@ -13,9 +13,16 @@ import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
+
+
+class Availability(NamedTuple):
+    """Whether a plugin can run on this machine, and why not when it cannot (never raised, always returned)."""
+
+    ok: bool
+    reason: str = ""
 
 
 class UnknownPluginError(ValueError, LookupError):

@@ -15,9 +15,11 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from flows.compiling import CompileRecord
 from flows.ratchet import FinalDecision, StepRecord
 from flows.spec import PipelineSpec
-from tasks.variant import content_hash, stable_hash
+from tasks.measure import Measurement
+from tasks.variant import Variant, content_hash, stable_hash
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "onnxruntime", "numpy", "pydantic")
@@ -93,15 +95,34 @@ class Tracker:
             params.update({f"setting.{k}": v for k, v in record.settings.items()})
             mlflow.log_params(params)
             if record.measurement is not None:
-                self._log_measurement(record)
+                self._log_measurement(record.measurement)
             if record.gate is not None:
                 mlflow.log_dict(record.gate.to_dict(), "gate.json")
             if record.decision in ("baseline", "accepted") and record.variant is not None:
-                self.model_uris[record.step] = self._log_model(record)
+                self.model_uris[record.step] = self._log_model(record.variant)
             return run.info.run_id
 
-    def _log_measurement(self, record: StepRecord) -> None:
-        m = record.measurement
+    def log_compiled(self, record: CompileRecord) -> str:
+        """A nested run for one compile target; a compiled artifact that passed its gate is logged as a model,
+        tagged with the backend, its version and the hardware."""
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"compile: {record.target}", nested=True) as run:
+            mlflow.set_tags({"ratchet.stage": "compile", "ratchet.status": record.status,
+                             "ratchet.reason": record.reason[:5000], "ratchet.backend": record.backend,
+                             "ratchet.backend_version": record.backend_version[:500],
+                             "ratchet.hardware": self.spec.hardware.name, "ratchet.compiled_from": record.source or ""})
+            mlflow.log_params({"backend": record.backend, "spec_hash": self.spec_hash, "status": record.status,
+                               **{f"setting.{k}": v for k, v in record.settings.items()}})
+            if record.measurement is not None and record.measurement.rubric:
+                self._log_measurement(record.measurement)
+            if record.parity is not None:
+                mlflow.log_metrics({f"parity_{k}": v for k, v in record.parity.to_dict().items()})
+            if record.gate is not None:
+                mlflow.log_dict(record.gate.to_dict(), "gate.json")
+            if record.status == "compiled":
+                self.model_uris[f"compile:{record.target}"] = self._log_model(record.variant)
+            return run.info.run_id
+
+    def _log_measurement(self, m: Measurement) -> None:
         metrics = _flat("", m.perf)
         for split, result in m.rubric.items():
             metrics.update(_flat(f"{split}.", result.metrics()))
@@ -114,8 +135,7 @@ class Tracker:
                 if (m.artifacts_dir / name).exists():
                     mlflow.log_artifact(str(m.artifacts_dir / name), "benchmark")
 
-    def _log_model(self, record: StepRecord) -> str:
-        variant = record.variant
+    def _log_model(self, variant: Variant) -> str:
         with tempfile.TemporaryDirectory() as tmp:
             description = Path(tmp) / "variant.json"
             description.write_text(variant.model_dump_json(indent=1))
@@ -126,8 +146,9 @@ class Tracker:
             )
         return info.model_uri
 
-    def promote(self, final: FinalDecision, records: list[StepRecord]) -> int | None:
-        """Register the champion and move the alias, only when every target is met."""
+    def promote(self, final: FinalDecision, records: list[StepRecord], compiled: list[CompileRecord] = ()) -> int | None:
+        """Register the champion and move the alias, only when every target is met; the version records which
+        compile targets the champion is available for (and their models)."""
         self.client.log_dict(self.parent_run_id, final.gate.to_dict(), "final_gate.json")
         self.client.set_tag(self.parent_run_id, "ratchet.targets_met", str(final.targets_met).lower())
         self.client.set_tag(self.parent_run_id, "ratchet.champion", final.champion.step)
@@ -145,6 +166,10 @@ class Tracker:
                     "gate": json.dumps({c.name: c.passed for c in final.gate.criteria})[:5000],
                     "decisions": json.dumps({r.step: r.decision for r in records})[:5000]}
             version = int(mlflow.register_model(self.model_uris[final.champion.step], name, tags=tags).version)
+        available = {r.target: self.model_uris[f"compile:{r.target}"] for r in compiled if r.status == "compiled"}
+        self.client.set_model_version_tag(name, str(version), "compiled_targets", ",".join(available) or "none")
+        for target, uri in available.items():
+            self.client.set_model_version_tag(name, str(version), f"compiled.{target}", uri)
         self.client.set_registered_model_alias(name, alias, str(version))
         return version
 

@@ -5,19 +5,23 @@ the baseline (a quality drop at most X, a latency improvement at least X).
 Speed claims must beat the measurement noise: a candidate is faster only when
 the bootstrap confidence interval of its latency ratio lies below 1.
 
-Two stages use the same criteria:
+Three stages use the same criteria:
 * ``step``: quality, memory and size targets and the rubric thresholds must hold
   (on the tuning split), and the objective must improve on the champion beyond
   noise. Absolute latency and cost targets are recorded but do not block: the
   pipeline is allowed to get there in several steps.
 * ``final``: every target must hold, quality re-checked on the held-out split.
+* ``compile``: a compiled artifact must compute what its source computes (parity)
+  and hold the quality, memory and size targets on the held-out split; its speed
+  against the champion is recorded, not required (it is the champion's form for
+  another engine, not a new candidate).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -110,9 +114,12 @@ class GateCriterion:
     reason: str
 
 
+Stage = Literal["step", "final", "compile"]
+
+
 @dataclass
 class GateDecision:
-    stage: Literal["step", "final"]
+    stage: Stage
     criteria: list[GateCriterion]
 
     @property
@@ -210,8 +217,19 @@ def rubric_criteria(thresholds: dict[str, float], metrics: dict[str, float | Non
     return out
 
 
+def parity_criteria(max_abs_diff: float, mean_cosine: float, max_abs_tol: float, min_cosine: float) -> list[GateCriterion]:
+    """A compiled artifact against its source's outputs, with the numbers in the reason (like optimum's export check)."""
+    diff_ok, cos_ok = max_abs_diff <= max_abs_tol, mean_cosine >= min_cosine
+    return [
+        GateCriterion(f"parity max_abs_diff <= {max_abs_tol:g}", "parity_max_abs_diff", max_abs_diff, max_abs_tol, diff_ok,
+                      True, f"parity: max abs diff {max_abs_diff:.3g} {'<=' if diff_ok else '>'} {max_abs_tol:g}"),
+        GateCriterion(f"parity mean_cosine >= {min_cosine:g}", "parity_mean_cosine", mean_cosine, min_cosine, cos_ok,
+                      True, f"parity: mean cosine {mean_cosine:.6f} {'>=' if cos_ok else '<'} {min_cosine:g}"),
+    ]
+
+
 def decide(
-    stage: Literal["step", "final"],
+    stage: Stage,
     targets: Sequence[TargetSpec],
     thresholds: dict[str, float],
     candidate: Evidence,
@@ -220,12 +238,14 @@ def decide(
     objective: str,
     noise: NoiseSpec,
     split: str,
+    extra: Sequence[GateCriterion] = (),
 ) -> GateDecision:
-    """Every criterion for one candidate at one stage (see the module docstring)."""
-    criteria = rubric_criteria(thresholds, candidate.metrics, split)
+    """Every criterion for one candidate at one stage (see the module docstring); ``extra`` adds parity."""
+    criteria = [*extra, *rubric_criteria(thresholds, candidate.metrics, split)]
     for target in targets:
         blocking = stage == "final" or metric_info(target.metric).family in STEP_BLOCKING
         criteria.append(check_target(target, candidate, baseline, blocking, noise))
-    if stage == "step" and champion is not None:
-        criteria.append(improvement_criterion(objective, candidate, champion, noise))
+    if stage != "final" and champion is not None:
+        versus = improvement_criterion(objective, candidate, champion, noise)
+        criteria.append(versus if stage == "step" else replace(versus, name=f"{objective} vs champion", blocking=False))
     return GateDecision(stage, criteria)

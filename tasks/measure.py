@@ -8,9 +8,6 @@ functions, so it can be tested without a model.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +18,12 @@ from evals.rubric import RubricResult, RubricSpec, score_rubric
 from evals.scorers import EvalContext
 from evals.workload import SPLITS, Workload, WorkloadSpec
 from hardware.benchmark.stats import cost_per_1k
+from hardware.environments import EnvironmentBuildError, WorkerError, run_module
 from hardware.profile import HardwareSpec
 from tasks.gate import Evidence
 from tasks.variant import Variant, size_mb
 
 ProgressFn = Callable[[str, int, int], None]
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class MeasurementError(RuntimeError):
@@ -53,8 +50,7 @@ class Measurement:
 
 def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
                out_dir: Path, on_progress: ProgressFn | None = None) -> dict:
-    """Run ``hardware.benchmark.worker`` on ``variant``; return its ``result.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Run ``hardware.benchmark.worker`` on ``variant``, in the variant's environment; return its ``result.json``."""
     job = {
         "variant": variant.model_dump(mode="json"),
         "out_dir": str(out_dir),
@@ -67,23 +63,11 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
         "eval_inputs": workload.eval_inputs(),
         "requests": workload.request_texts("tuning"),
     }
-    job_path = out_dir / "job.json"
-    job_path.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hardware.benchmark.worker", str(job_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=PROJECT_ROOT,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if on_progress and line.startswith("{"):
-            msg = json.loads(line)
-            on_progress(msg["phase"], msg["done"], msg["total"])
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if proc.wait() != 0:
-        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
-        (out_dir / "worker-stderr.txt").write_text(stderr)
-        raise MeasurementError(f"measurement of {variant.name!r} failed: {last}")
+    report = (lambda msg: on_progress(msg["phase"], msg["done"], msg["total"])) if on_progress else None
+    try:
+        run_module(variant.environment, "hardware.benchmark.worker", job, out_dir / "job.json", report)
+    except (WorkerError, EnvironmentBuildError) as exc:
+        raise MeasurementError(f"measurement of {variant.name!r} failed: {exc}") from None
     return json.loads((out_dir / "result.json").read_text())
 
 

@@ -26,6 +26,7 @@ class Variant(BaseModel):
     task: str
     runtime: str = "torch"
     runtime_options: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = Field(None, description="Isolated environment the runtime runs in (None: the pipeline's own).")
     technique: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict, description="Facts inherited down the lineage (dtype, quantized).")

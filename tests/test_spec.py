@@ -156,7 +156,7 @@ BAD_SPECS: list[tuple[str, Mutation, tuple[str, ...]]] = [
      ("targets.4", "min_improvement", "size_mb")),
     ("recall k of zero", _set("rubric.criteria.0.params", {"k": 0}), ("rubric.criteria.0", "k", "greater than or equal to 1")),
     ("unknown scorer param", _set("rubric.criteria.1.params", {"k": 5}), ("rubric.criteria.1", "k", "Extra inputs")),
-    ("unknown compile target", _set("compile", [{"target": "onnx"}]), ("compile.0.target", "unknown compile target 'onnx'")),
+    ("unknown compile target", _set("compile", [{"target": "onnx"}]), ("compile.0", "unknown compile target 'onnx'", "did you mean 'onnxruntime'")),
     ("bad registry model name", _set("registry.model_name", "has space"), ("registry.model_name", "has space")),
 ]
 

@@ -16,6 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
@@ -26,11 +27,30 @@ from flows.spec import PipelineSpec, Prepared, load_spec, parse_spec, preflight,
 
 # Each recipe is a chain of steps applied from the fp32 baseline without intermediate gates;
 # the last variant is gated against the baseline.
+ONNX = {"kind": "onnx_export"}
 RECIPES: dict[str, list[dict]] = {
+    # The reference: optimum's ``AutoQuantizationConfig.avx2(is_static=False, per_channel=False)`` on optimum's
+    # plain export. optimum-onnx 0.1.0 pins transformers 4.57 and cannot be installed beside transformers 5, so its
+    # settings are reproduced with the ONNX Runtime call its ORTQuantizer makes: dynamic, uint8 activations,
+    # symmetric uint8 weights per tensor, MatMul only (its default operators, MatMul and Add; dynamic mode has no
+    # integer Add).
+    "optimum ORT INT8 avx2 (reference)": [ONNX, {"kind": "onnx_int8", "weight_type": "uint8", "per_channel": False,
+                                                 "symmetric_weights": True, "op_types": ["MatMul"]}],
     "bf16 cast": [{"kind": "cast", "dtype": "bf16"}],
     "fp16 cast": [{"kind": "cast", "dtype": "fp16"}],
-    "torchao int8, eager": [{"kind": "int8_dynamic", "compile": False}],
-    "torchao int8, compiled": [{"kind": "int8_dynamic", "compile": True}],
+    "bf16, LayerNorm and embeddings fp32": [{"kind": "cast", "dtype": "bf16", "keep_fp32": ["LayerNorm", "embeddings"]}],
+    "torchao int8 dynamic, eager": [{"kind": "int8_dynamic", "compile": False}],
+    "torchao int8 dynamic, compiled": [{"kind": "int8_dynamic", "compile": True}],
+    "weight-only int8 (torchao)": [{"kind": "weight_only", "bits": 8}],
+    "weight-only nf4 (bitsandbytes)": [{"kind": "weight_only", "bits": 4}],
+    "torch.compile": [{"kind": "torch_compile"}],
+    "magnitude pruning 30%": [{"kind": "prune_magnitude", "sparsity": 0.3}],
+    "FFN pruning 25%": [{"kind": "prune_ffn", "ratio": 0.25}],
+    "distilled to 3 layers": [{"kind": "distill", "layers": 3}],
+    "ONNX fp32": [ONNX],
+    "ONNX fp32, fused": [{"kind": "onnx_export", "fusion": True}],
+    "ONNX INT8 dynamic per-channel": [ONNX, {"kind": "onnx_int8"}],
+    "ONNX INT8 static (QDQ, minmax)": [ONNX, {"kind": "onnx_int8", "mode": "static"}],
 }
 
 
@@ -48,16 +68,21 @@ def main(argv: list[str] | None = None) -> None:
     console = stdout_console()
     recipes = {name: RECIPES[name] for name in (args.only or RECIPES)}
     console.print(f"measuring fp32 and {len(recipes)} recipes: {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
+    total = len(recipes) + 1 + bool(args.champion_of)
+    console.print(f"[1/{total}] PyTorch fp32")
     baseline = run_baseline(prepared)
     rows = [("PyTorch fp32", baseline)]
-    rows += [(name, run_recipe(prepared, baseline, steps)) for name, steps in recipes.items()]
+    for i, (name, steps) in enumerate(recipes.items(), start=2):
+        console.print(f"[{i}/{total}] {escape(name)}")
+        rows.append((name, run_recipe(prepared, baseline, steps)))
     if args.champion_of:
+        console.print(f"[{total}/{total}] the ratchet of {args.champion_of}")
         champion, lineage = champion_of(args.champion_of, spec, baseline)
         rows.append((f"champion of {args.champion_of.name}: {lineage}", champion))
-    table = comparison_table(rows, spec.name)
-    console.print(table)
+    cells = comparison_rows(rows)
+    console.print(comparison_table(cells, spec.name))
     if args.markdown:
-        print(markdown_table(table))
+        print(markdown_table(cells))
 
 
 def _with_workdir(spec: PipelineSpec, quick: bool) -> PipelineSpec:
@@ -91,19 +116,18 @@ def champion_of(path: Path, measured_on: PipelineSpec, baseline: StepRecord) -> 
 COLUMNS = ("variant", "p50 speed-up", "p95 speed-up", "throughput", "cosine to fp32", "held-out recall@5", "size MB", "gate vs fp32")
 
 
-def comparison_table(rows: list[tuple[str, StepRecord]], title: str) -> Table:
+def comparison_rows(rows: list[tuple[str, StepRecord]]) -> list[list[str]]:
+    """One row of ``COLUMNS`` per variant: ratios to the first row (PyTorch fp32), held-out quality, size, gate."""
     base = rows[0][1].measurement
-    table = Table(title=f"{title}: ratios vs PyTorch fp32, measured in one run")
-    for col in COLUMNS:
-        table.add_column(col)
+    out = []
     for name, r in rows:
         m = r.measurement
+        verdict = r.decision if r.decision in ("baseline", "accepted") else f"{r.decision}: {r.reason}"
         if m is None or not m.rubric:
-            table.add_row(name, *["-"] * 6, f"{r.decision}: {r.reason}")
+            out.append([name, *["-"] * 6, verdict])
             continue
         held = m.rubric["heldout"].metrics()
-        verdict = r.decision if r.decision in ("baseline", "accepted") else f"{r.decision}: {r.reason}"
-        table.add_row(
+        out.append([
             name,
             f"{base.perf['p50_ms'] / m.perf['p50_ms']:.2f}×",
             f"{base.perf['p95_ms'] / m.perf['p95_ms']:.2f}×",
@@ -112,14 +136,22 @@ def comparison_table(rows: list[tuple[str, StepRecord]], title: str) -> Table:
             f"{held.get('recall_at_5', float('nan')):.3f}",
             f"{m.perf['size_mb']:.1f}",
             verdict,
-        )
+        ])
+    return out
+
+
+def comparison_table(rows: list[list[str]], title: str) -> Table:
+    table = Table(title=f"{title}: ratios vs PyTorch fp32, measured in one run")
+    for col in COLUMNS:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*map(escape, row))
     return table
 
 
-def markdown_table(table: Table) -> str:
-    cells = [[str(c) for c in col._cells] for col in table.columns]
+def markdown_table(rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in zip(*cells)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -60,7 +60,8 @@ def peak_rss_mb() -> float:
 
 
 def run(job: Job) -> dict:
-    import_submodules("hardware.runtimes")
+    for package in ("hardware.runtimes", "hardware.backends"):  # compile backends register their artifacts' runtimes
+        import_submodules(package)
     variant = job.variant
     t0 = time.perf_counter()
     predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, job.sequence_length)

@@ -54,7 +54,7 @@ def ort_errors_as_runtime_errors() -> Iterator[None]:
 
 
 def session_options(runtime_options: dict[str, Any], hardware: HardwareSpec) -> Any:
-    """ORT session options from the variant's runtime options and the hardware's thread count."""
+    """ORT session options from the variant's runtime options (level, threads) and the hardware's thread count."""
     ort = import_onnxruntime()
     level = runtime_options.get("graph_optimization_level", "all")
     if level not in OPTIMIZATION_LEVELS:
@@ -62,32 +62,50 @@ def session_options(runtime_options: dict[str, Any], hardware: HardwareSpec) -> 
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[level])
     options.log_severity_level = ERRORS_ONLY
-    if hardware.threads:
-        options.intra_op_num_threads = hardware.threads
+    threads = runtime_options.get("intra_op_threads") or hardware.threads
+    if threads:
+        options.intra_op_num_threads = threads
     return options
 
 
-def providers(device: str) -> list[str]:
-    """CPU, or CUDA first (CPU takes the nodes CUDA has no kernel for) when the hardware is a GPU.
+# Execution providers by name, fastest first; ORT hands a node no earlier provider has a kernel for to the next.
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 
-    Asking for CUDA where ORT has no CUDA provider fails instead of silently measuring the CPU
+
+def providers(device: str, provider: str | None = None) -> list[str]:
+    """The providers for ``provider`` (default: CPU, or CUDA when the hardware is a GPU).
+
+    Asking for a GPU provider this onnxruntime does not have fails instead of silently measuring the CPU
     under a GPU hardware label.
     """
-    if device != "cuda":
-        return ["CPUExecutionProvider"]
+    chosen = PROVIDERS[provider or ("cuda" if device == "cuda" else "cpu")]
     available = import_onnxruntime().get_available_providers()
-    if "CUDAExecutionProvider" not in available:
+    if chosen[0] not in available:
         raise RuntimeError(
-            f"hardware.device is 'cuda' but this onnxruntime has no CUDAExecutionProvider (has {available}); "
-            "pip install onnxruntime-gpu in place of onnxruntime"
+            f"{chosen[0]} is not in this onnxruntime (has {available}); "
+            "pip install onnxruntime-gpu in place of onnxruntime, on a machine with an NVIDIA GPU"
         )
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return chosen
 
 
 def open_session(path: Path, runtime_options: dict[str, Any], hardware: HardwareSpec) -> Any:
-    """An ``InferenceSession`` on an ONNX file, configured like the benchmark configures it."""
+    """An ``InferenceSession`` on an ONNX file, configured like the benchmark configures it.
+
+    ``provider_options`` go to the first provider; a relative ``*_path`` among them (an engine cache kept
+    inside the artifact) is resolved against the model's folder, so the artifact can move.
+    """
     ort = import_onnxruntime()
-    return ort.InferenceSession(str(path), session_options(runtime_options, hardware), providers=providers(hardware.device))
+    chosen: list[Any] = providers(hardware.device, runtime_options.get("provider"))
+    options = runtime_options.get("provider_options")
+    if options:
+        resolved = {k: str(path.parent / v) if k.endswith("_path") and not Path(str(v)).is_absolute() else v
+                    for k, v in options.items()}
+        chosen = [(chosen[0], resolved), *chosen[1:]]
+    return ort.InferenceSession(str(path), session_options(runtime_options, hardware), providers=chosen)
 
 
 class OnnxPredictor:

@@ -1,20 +1,28 @@
-"""PyTorch eager (optionally ``torch.compile``d) runtime for Hugging Face folders."""
+"""PyTorch eager (optionally ``torch.compile``d) runtime for Hugging Face folders.
+
+``torch`` is imported inside the functions: the benchmark worker imports every
+runtime module, also in isolated environments that have no PyTorch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from hardware.profile import HardwareSpec
-from hardware.runtimes.precision import apply_mixed_precision
 from hardware.runtimes import RUNTIMES
 from tasks.variant import Variant
+
+if TYPE_CHECKING:
+    import torch
 
 
 def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Sentence embedding as sentence-transformers computes it for MiniLM: masked mean, L2-normalised."""
+    import torch
+
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     summed = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
     return torch.nn.functional.normalize(summed.float(), dim=-1)
@@ -26,7 +34,10 @@ def load_hf_model(variant: Variant, **kwargs: object) -> torch.nn.Module:
     A mixed-precision variant is loaded in float32 and split again (``precision``), because
     ``from_pretrained`` gives every tensor one dtype.
     """
+    import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from hardware.runtimes.precision import apply_mixed_precision
 
     classes = {"feature-extraction": AutoModel, "text-classification": AutoModelForSequenceClassification}
     if variant.task not in classes:
@@ -43,7 +54,7 @@ def load_hf_model(variant: Variant, **kwargs: object) -> torch.nn.Module:
 # What each task reads off the model output; new tasks add a row.
 TASK_HEADS: dict[str, Callable[[object, dict[str, torch.Tensor]], torch.Tensor]] = {
     "feature-extraction": lambda out, enc: mean_pooled(out.last_hidden_state, enc["attention_mask"]),
-    "text-classification": lambda out, enc: torch.softmax(out.logits.float(), dim=-1),
+    "text-classification": lambda out, enc: out.logits.float().softmax(dim=-1),
 }
 
 
@@ -51,6 +62,7 @@ class TorchPredictor:
     """Tokenise, run, and apply the task head, under ``inference_mode``."""
 
     def __init__(self, variant: Variant, sequence_length: int, device: str = "cpu") -> None:
+        import torch
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(variant.path)
@@ -65,6 +77,8 @@ class TorchPredictor:
         self.sequence_length = sequence_length
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         enc = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.sequence_length, return_tensors="pt"
         )
@@ -76,6 +90,8 @@ class TorchPredictor:
 @RUNTIMES.register("torch")
 class TorchRuntime:
     def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> TorchPredictor:
+        import torch
+
         if hardware.threads:
             torch.set_num_threads(hardware.threads)
         return TorchPredictor(variant, sequence_length, hardware.device)

@@ -13,20 +13,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hardware.profile import HardwareSpec
-from registry.plugins import Registry
+from registry.plugins import Availability, Registry
 from tasks.variant import Variant
-
-
-class Availability(NamedTuple):
-    """Whether a plugin can run on this machine, and why not when it cannot."""
-
-    ok: bool
-    reason: str = ""
 
 
 MAX_SEARCH_CANDIDATES = 8

@@ -63,6 +63,8 @@ class OnnxInt8Spec(TechniqueSpec):
     per_channel: bool = Field(True, description="One weight scale per output channel (per-tensor lost 3 points of cosine on MiniLM).")
     reduce_range: bool = Field(False, description="7-bit weights: avoids U8S8 saturation on CPUs without VNNI.")
     weight_type: Literal["int8", "uint8"] = "int8"
+    symmetric_weights: bool | None = Field(
+        None, description="Zero-point-free weights; None keeps ONNX Runtime's default (symmetric for int8, not for uint8).")
     activation_type: Literal["int8", "uint8"] | None = Field(None, description="static only; default uint8 (fast U8S8 kernels).")
     calibration: Literal["minmax", "entropy", "percentile"] | None = Field(None, description="static only; default minmax.")
     calibration_samples: int | None = Field(None, ge=1, description="static only: tuning texts to calibrate on; default 128.")
@@ -128,7 +130,8 @@ def quantizer(spec: OnnxInt8Spec, source: Variant, tokenizer: Any, ctx: Techniqu
     common = {
         "per_channel": spec.per_channel, "reduce_range": spec.reduce_range, "weight_type": types[spec.weight_type],
         "op_types_to_quantize": list(spec.op_types or spec.default_op_types()),
-        "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT},
+        "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT}
+        | ({} if spec.symmetric_weights is None else {"WeightSymmetric": spec.symmetric_weights}),
     }
     src = str(source.path / MODEL_FILE)
     if spec.mode == "dynamic":

@@ -1,0 +1,181 @@
+"""Isolated Python environments for plugins whose packages cannot share the pipeline's own.
+
+Some backends and techniques need pins that would break the core: litert-torch
+downgrades pydantic below what Prefect needs, GPT-QModel moves numpy. Such a
+plugin declares an ``Environment`` (a name and its pip requirements) instead of
+an optional extra. ``ratchet env build NAME``, or the first use, creates a venv
+for it under ``$RATCHET_ENVS`` (default ``<repo>/.ratchet/envs``). The plugin's
+work then runs as a subprocess with that venv's Python and this repo on
+``PYTHONPATH``, exchanging files and JSON: the same boundary the benchmark
+already keeps between variants, and the one a Prefect work pool per
+environment gives at scale.
+
+A venv is built beside its final place and renamed into it when pip has
+finished, under a file lock, so an interrupted or concurrent build never leaves
+a half-installed environment behind. Its requirements are fingerprinted: an
+environment whose declaration changed is rebuilt on next use.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry.plugins import Registry
+from tasks.variant import stable_hash
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MARKER = "ratchet-env.json"
+# What every environment needs to run Ratchet's own worker modules (job files, results, tokenizers).
+WORKER_REQUIREMENTS = ("numpy>=2", "pydantic>=2.10,<3")
+LogFn = Callable[[str], None]
+
+
+class EnvironmentBuildError(RuntimeError):
+    """An environment could not be built; the message carries pip's last error line."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A named set of pip requirements that lives in a venv of its own."""
+
+    name: str
+    requirements: tuple[str, ...]
+    why: str  # one line: why these packages cannot live in the pipeline's environment
+    index_urls: tuple[str, ...] = ()  # extra package indexes (NVIDIA's, AWS Neuron's) besides PyPI
+
+    @property
+    def all_requirements(self) -> list[str]:
+        return [*WORKER_REQUIREMENTS, *self.requirements]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the requirements or the interpreter change, so a stale venv is rebuilt."""
+        return stable_hash([self.all_requirements, self.index_urls, sys.version_info[:2]])[:16]
+
+    @property
+    def path(self) -> Path:
+        return envs_root() / self.name
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+    def is_built(self) -> bool:
+        """Built with the current requirements (a marker written only after pip succeeded)."""
+        try:
+            marker = json.loads((self.path / MARKER).read_text())
+        except (OSError, ValueError):
+            return False
+        return marker.get("fingerprint") == self.fingerprint and self.python.exists()
+
+    def describe(self) -> str:
+        return f"environment {self.name!r} ({self.path})" if self.is_built() else (
+            f"environment {self.name!r} is not built yet (ratchet env build {self.name}; the first use builds it)")
+
+
+ENVIRONMENTS: Registry[Environment] = Registry("environment")
+
+
+def declare(name: str, requirements: tuple[str, ...], why: str, index_urls: tuple[str, ...] = ()) -> Environment:
+    """Register an environment (called at import time by the plugin module that needs it)."""
+    env = Environment(name, requirements, why, index_urls)
+    ENVIRONMENTS.register(name)(env)
+    return env
+
+
+def envs_root() -> Path:
+    return Path(os.environ.get("RATCHET_ENVS", PROJECT_ROOT / ".ratchet" / "envs")).expanduser().resolve()
+
+
+@contextmanager
+def _locked(env: Environment) -> Iterator[None]:
+    envs_root().mkdir(parents=True, exist_ok=True)
+    with open(envs_root() / f".{env.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build(env: Environment, log: LogFn | None = None, force: bool = False) -> Path:
+    """Create (or recreate) the venv of ``env``; returns its Python. Raises ``EnvironmentBuildError`` with pip's error."""
+    say = log or (lambda _: None)
+    with _locked(env):
+        if env.is_built() and not force:
+            return env.python
+        staging = env.path.with_name(env.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        started = time.monotonic()
+        say(f"creating venv for {env.name!r}")
+        _run([sys.executable, "-m", "venv", str(staging)], env, say)
+        python = str(staging / "bin" / "python")
+        _run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], env, say)
+        say(f"pip install {' '.join(env.all_requirements)}")
+        indexes = [arg for url in env.index_urls for arg in ("--extra-index-url", url)]
+        _run([python, "-m", "pip", "install", "--quiet", *indexes, *env.all_requirements], env, say)
+        frozen = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True).stdout.split()
+        (staging / MARKER).write_text(json.dumps({
+            "name": env.name, "fingerprint": env.fingerprint, "requirements": env.all_requirements,
+            "built_s": round(time.monotonic() - started, 1), "packages": frozen,
+        }, indent=1))
+        shutil.rmtree(env.path, ignore_errors=True)
+        staging.rename(env.path)
+        say(f"built {env.name!r} in {time.monotonic() - started:.0f} s")
+        return env.python
+
+
+def _run(argv: list[str], env: Environment, say: LogFn) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower()] or lines or ["no output"]
+        raise EnvironmentBuildError(f"building environment {env.name!r} failed: {errors[-1].strip()}")
+
+
+def python_for(name: str | None, log: LogFn | None = None) -> str:
+    """The interpreter that runs work for environment ``name`` (None: this process's own), built on first use."""
+    if name is None:
+        return sys.executable
+    env = ENVIRONMENTS.get(name)
+    return str(env.python if env.is_built() else build(env, log))
+
+
+class WorkerError(RuntimeError):
+    """A worker subprocess failed; the message carries its last error line (its whole stderr is kept in a file)."""
+
+
+def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
+               on_message: Callable[[dict], None] | None = None, log: LogFn | None = None) -> None:
+    """Run ``python -m module job_path`` in environment ``env_name``, with ``job`` written to ``job_path``.
+
+    The worker reports progress as JSON lines on stdout (handed to ``on_message``) and writes its results
+    as files beside the job. On failure, its stderr is kept as ``<job>.stderr.txt`` and the last line raised.
+    """
+    job_path.parent.mkdir(parents=True, exist_ok=True)
+    job_path.write_text(json.dumps(job))
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [python_for(env_name, log), "-m", module, str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": path}, cwd=PROJECT_ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if on_message and line.startswith("{"):
+            on_message(json.loads(line))
+    stderr = proc.stderr.read()
+    if proc.wait() != 0:
+        job_path.with_suffix(".stderr.txt").write_text(stderr)
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
+        where = f" (in environment {env_name!r})" if env_name else ""
+        raise WorkerError(f"{module}{where} failed: {last.strip()}")
