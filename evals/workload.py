@@ -42,6 +42,7 @@ class WorkloadSpec(BaseModel):
     target_qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
     batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     sequence_length: int = Field(128, ge=8, le=8192, description="Tokens per text; longer inputs are truncated.")
+    max_new_tokens: int = Field(16, ge=1, le=4096, description="text-generation: tokens generated per request (greedy).")
     measurement: MeasurementSpec = Field(default_factory=MeasurementSpec)
 
     @model_validator(mode="after")
@@ -116,8 +117,56 @@ def _load_retrieval(data: dict, name: str) -> RetrievalWorkload:
     )
 
 
-Workload = RetrievalWorkload
-LOADERS: dict[str, Callable[[dict, str], Workload]] = {"feature-extraction": _load_retrieval}
+class _Prompt(BaseModel):
+    id: str
+    text: str
+    split: Literal["tuning", "heldout"]
+    reference: str = ""
+
+
+class _GenerationFile(BaseModel):
+    prompts: list[_Prompt] = Field(min_length=1)
+    texts: list[str] = Field(default_factory=list, description="Unlabeled text a technique may calibrate on.")
+
+
+@dataclass(frozen=True)
+class GenerationWorkload:
+    """Prompts (and unlabeled text): the eval data of a text-generation model, judged against the baseline's
+    own continuations."""
+
+    name: str
+    prompts: list[_Prompt]
+    texts: list[str]
+
+    def eval_inputs(self) -> dict[str, list[str]]:
+        return {"prompts": [p.text for p in self.prompts]}
+
+    def split_indices(self, split: str) -> list[int]:
+        return [i for i, p in enumerate(self.prompts) if p.split == split]
+
+    def calibration_texts(self) -> list[str]:
+        """The unlabeled texts and the tuning prompts, never held-out ones."""
+        return [*self.texts, *self.request_texts("tuning")]
+
+    def request_texts(self, split: str = "tuning") -> list[str]:
+        return [self.prompts[i].text for i in self.split_indices(split)]
+
+
+def _load_generation(data: dict, name: str) -> GenerationWorkload:
+    parsed = _GenerationFile.model_validate(data)
+    splits = {p.split for p in parsed.prompts}
+    if splits != set(SPLITS):
+        raise WorkloadError(f"workload.dataset: needs prompts in both splits {SPLITS}, found {sorted(splits)}")
+    return GenerationWorkload(name=name, prompts=parsed.prompts, texts=parsed.texts)
+
+
+Workload = RetrievalWorkload | GenerationWorkload
+LOADERS: dict[str, Callable[[dict, str], Workload]] = {
+    "feature-extraction": _load_retrieval,
+    "text-generation": _load_generation,
+}
+# The configs a ``datasets`` name must have for each task (each becomes the JSON file's key of that name).
+HUB_PARTS: dict[str, tuple[str, ...]] = {"feature-extraction": ("corpus", "queries"), "text-generation": ("prompts",)}
 
 
 def resolve_dataset(dataset: str, base_dir: Path) -> Path:
@@ -130,7 +179,7 @@ def load_workload(spec: WorkloadSpec, task: str, base_dir: Path) -> Workload:
     if task not in LOADERS:
         raise WorkloadError(f"model.task: no workload loader for task {task!r} yet (have: {', '.join(LOADERS)})")
     if spec.dataset.startswith("hf:"):
-        data = _from_datasets(spec.dataset[3:])
+        data = _from_datasets(spec.dataset[3:], HUB_PARTS[task])
         name = spec.dataset
     else:
         path = resolve_dataset(spec.dataset, base_dir)
@@ -149,11 +198,11 @@ def load_workload(spec: WorkloadSpec, task: str, base_dir: Path) -> Workload:
         raise WorkloadError(f"workload.dataset: {where}: {err['msg']}") from None
 
 
-def _from_datasets(name: str) -> dict:
-    """A Hub dataset with ``corpus`` and ``queries`` configs, through the ``datasets`` library."""
+def _from_datasets(name: str, parts: tuple[str, ...]) -> dict:
+    """A Hub dataset with one config per part (``corpus`` and ``queries``, or ``prompts``), through ``datasets``."""
     try:
         from datasets import load_dataset
 
-        return {part: list(load_dataset(name, part, split="train")) for part in ("corpus", "queries")}
+        return {part: list(load_dataset(name, part, split="train")) for part in parts}
     except Exception as exc:  # offline, unknown name, wrong layout: all are input problems
         raise WorkloadError(f"workload.dataset: cannot load datasets name {name!r} ({str(exc).splitlines()[0]})") from None

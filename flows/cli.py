@@ -22,6 +22,7 @@ from flows.spec import SpecError, load_spec, preflight
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = PROJECT_ROOT / "examples" / "minilm-support.yaml"
+TINY_LM = PROJECT_ROOT / ".ratchet" / "models" / "tiny-support-lm"
 EXIT_MET, EXIT_NOT_MET, EXIT_INVALID = 0, 1, 2
 
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
     check.add_argument("spec", type=Path)
     sub.add_parser("backends", help="every compile backend and whether it can run on this machine, with the reason")
+    tiny = sub.add_parser("tiny-lm", help="train the project's tiny causal LM on its shipped support text (offline)")
+    tiny.add_argument("--out", type=Path, default=TINY_LM, help=f"model folder to write (default: {TINY_LM})")
     env = sub.add_parser("env", help="the isolated environments some backends and techniques run in")
     env_sub = env.add_subparsers(dest="env_command", required=True, parser_class=_Parser)
     env_sub.add_parser("list", help="each environment, its requirements and whether it is built")
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         from flows import plugins_cli
 
         return plugins_cli.backends(stdout_console()) if args.command == "backends" else plugins_cli.env(args, console)
+    if args.command == "tiny-lm":
+        return _tiny_lm(args.out, console)
     try:
         spec = load_spec(args.spec)
         preflight(spec)
@@ -122,6 +127,16 @@ def _run(spec, args, console: Console) -> int:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))
     return EXIT_MET if summary["targets_met"] else EXIT_NOT_MET
+
+
+def _tiny_lm(out: Path, console: Console) -> int:
+    quiet_libraries()
+    from tasks.tiny_lm import build_tiny_lm
+
+    with _progress_bars(console) as update:
+        build_tiny_lm(out, progress=lambda done, total: update("tiny-support-lm", "train", done, total))
+    console.print(f"[green]tiny-support-lm[/] written to {out}")
+    return EXIT_MET
 
 
 class _progress_bars:

@@ -20,9 +20,8 @@ from flows.ratchet import RatchetState, StepRecord, measurement_key, run_dir
 from flows.spec import PipelineSpec, Prepared
 from hardware.backends import CompileContext, CompileSpec, backend_for
 from hardware.compile import Parity, availability, compile_variant, parity, pick_source
-from hardware.environments import EnvironmentBuildError, WorkerError
 from tasks.gate import GateDecision, decide, parity_criteria
-from tasks.measure import Measurement, MeasurementError, ProgressFn, evaluate, measure_variant
+from tasks.measure import Measurement, ProgressFn, evaluate, measure_variant
 from tasks.variant import Variant, content_hash, stable_hash
 
 Status = Literal["measured", "compiled", "skipped", "failed"]
@@ -84,11 +83,14 @@ def try_compile(prepared: Prepared, state: RatchetState, spec: CompileSpec,
     ctx = CompileContext(texts[:: max(1, len(texts) // SAMPLE_TEXTS)][:SAMPLE_TEXTS], spec_.workload.sequence_length,
                          spec_.workload.batch_sizes, spec_.hardware)
     note = f"compiled from {source.name!r} ({passed_over[0]})" if passed_over else f"compiled from {source.name!r}"
+    report = on_progress or (lambda *_: None)
     try:
+        report(f"compile from {source.name}", 0, 1)
         variant = compile_variant(backend, spec, source, out_dir, ctx, log)
+        report(f"compile from {source.name}", 1, 1)
         measurement = measure_variant(variant, spec_.hardware, spec_.workload, prepared.workload,
                                       run_dir(spec_) / "measurements" / f"compile-{spec.label}-{key}", on_progress)
-    except (MeasurementError, WorkerError, EnvironmentBuildError, RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:  # worker, environment and measurement errors: recorded
         return replace(record, status="failed", source=source.name,
                        reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}")
     return replace(record, status="measured", reason=note, source=source.name, variant=variant, measurement=measurement)

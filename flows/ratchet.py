@@ -16,8 +16,9 @@ from typing import Literal
 
 from flows.spec import PipelineSpec, Prepared
 from tasks.gate import GateDecision, decide, metric_info
-from tasks.measure import Measurement, MeasurementError, ProgressFn, evaluate, measure_variant
+from tasks.measure import Measurement, ProgressFn, evaluate, measure_variant
 from tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
+from tasks.techniques._isolated import apply as apply_technique
 from tasks.variant import Variant, content_hash, stable_hash
 
 Decision = Literal["baseline", "measured", "accepted", "rejected", "skipped", "failed"]
@@ -119,7 +120,7 @@ def try_step(prepared: Prepared, champion: Variant, step: TechniqueSpec,
         variant = _make_candidate(technique, step, champion, run_dir(spec) / "variants" / f"{step.label}-{key}", ctx)
         measurement = measure_variant(variant, spec.hardware, spec.workload, prepared.workload,
                                       run_dir(spec) / "measurements" / f"{step.label}-{key}", on_progress)
-    except (MeasurementError, RuntimeError, ValueError, OSError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:  # MeasurementError, WorkerError, ORT errors: recorded
         return replace(record, decision="failed", reason=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     return replace(record, decision="measured", reason="measured", variant=variant, measurement=measurement)
 
@@ -130,7 +131,7 @@ def _make_candidate(technique: Technique, step: TechniqueSpec, source: Variant, 
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
-    variant = technique.apply(step, source, out_dir, ctx)
+    variant = apply_technique(technique, step, source, out_dir, ctx)
     variant.save()
     return variant
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.rubric import RubricSpec
+from evals.scorers import SCORERS
 from evals.workload import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
 from hardware.backends import BACKENDS
 from hardware.profile import HardwareSpec
@@ -92,6 +93,15 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _objective(cls, value: str) -> str:
         return _choose(value, OBJECTIVES)
+
+    @model_validator(mode="after")
+    def _scorers_fit_task(self) -> "PipelineSpec":
+        for i, criterion in enumerate(self.rubric.criteria):
+            tasks = SCORERS.get(criterion.scorer).tasks
+            if self.model.task not in tasks:
+                raise ValueError(f"rubric.criteria.{i}.scorer: {criterion.scorer!r} scores {' or '.join(tasks)} outputs, "
+                                 f"the model's task is {self.model.task!r}")
+        return self
 
     @model_validator(mode="after")
     def _targets_name_metrics(self) -> "PipelineSpec":

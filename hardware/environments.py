@@ -151,28 +151,38 @@ def python_for(name: str | None, log: LogFn | None = None) -> str:
     return str(env.python if env.is_built() else build(env, log))
 
 
+MESSAGE = "@ratchet "  # prefix of a worker's messages on stdout; libraries print there too
+
+
+def emit(message: dict) -> None:
+    """Send ``message`` (progress) from a worker subprocess to its parent."""
+    print(MESSAGE + json.dumps(message), flush=True)
+
+
 class WorkerError(RuntimeError):
     """A worker subprocess failed; the message carries its last error line (its whole stderr is kept in a file)."""
 
 
 def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
-               on_message: Callable[[dict], None] | None = None, log: LogFn | None = None) -> None:
+               on_message: Callable[[dict], None] | None = None, log: LogFn | None = None,
+               cwd: Path | None = None) -> None:
     """Run ``python -m module job_path`` in environment ``env_name``, with ``job`` written to ``job_path``.
 
-    The worker reports progress as JSON lines on stdout (handed to ``on_message``) and writes its results
+    The worker reports progress with ``emit`` (handed to ``on_message``) and writes its results
     as files beside the job. On failure, its stderr is kept as ``<job>.stderr.txt`` and the last line raised.
+    ``cwd`` (default: the repo) is where libraries that write into the working directory put their files.
     """
     job_path.parent.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))
     path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [python_for(env_name, log), "-m", module, str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": path}, cwd=PROJECT_ROOT,
+        text=True, env={**os.environ, "PYTHONPATH": path}, cwd=cwd or PROJECT_ROOT,
     )
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
-        if on_message and line.startswith("{"):
-            on_message(json.loads(line))
+        if on_message and line.startswith(MESSAGE):
+            on_message(json.loads(line.removeprefix(MESSAGE)))
     stderr = proc.stderr.read()
     if proc.wait() != 0:
         job_path.with_suffix(".stderr.txt").write_text(stderr)

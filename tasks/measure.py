@@ -59,6 +59,7 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
         "target_qps": workload_spec.target_qps,
         "batch_sizes": workload_spec.batch_sizes,
         "sequence_length": workload_spec.sequence_length,
+        "max_new_tokens": workload_spec.max_new_tokens,
         "budget": workload_spec.measurement.model_dump(),
         "eval_inputs": workload.eval_inputs(),
         "requests": workload.request_texts("tuning"),

@@ -7,9 +7,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from hardware.environments import emit
+
 if __name__ == "__main__":
     job_path = Path(sys.argv[1])
     job = json.loads(job_path.read_text())
-    print(json.dumps({"phase": "probe", "done": 1, "total": 1}), flush=True)
+    emit({"phase": "probe", "done": 1, "total": 1})
     result = {"executable": sys.executable, "version": version(job["package"])}
     job_path.with_name("job.result.json").write_text(json.dumps(result))

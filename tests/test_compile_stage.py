@@ -30,6 +30,9 @@ BUDGET = {"warmup_s": 0.2, "min_duration_s": 0.5, "min_queries": 300, "max_durat
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Prepared, RatchetState, list[CompileRecord]]:
     data = yaml.safe_load((ROOT / "examples" / "minilm-support.yaml").read_text())
     data["workload"].update(batch_sizes=[1], measurement=BUDGET)
+    # Quality and memory targets only: the registry test below needs a champion that meets every target,
+    # whatever the load on this machine does to latency.
+    data["targets"] = [t for t in data["targets"] if t["metric"] != "p95_ms"]
     data.update(workdir=str(tmp_path_factory.mktemp("work")), steps=[{"kind": "onnx_export", "name": "onnx"}],
                 compile=[{"target": "onnxruntime"}, {"target": "tensorrt"}])
     prepared = preflight(parse_spec(data, "compile-test", ROOT / "examples"))
@@ -105,3 +108,33 @@ def test_parity_refuses_outputs_of_another_shape() -> None:
     with pytest.raises(ValueError, match="nothing"):
         parity({}, ref)
 
+
+
+def test_mlflow_gets_a_run_per_target_and_the_version_records_where_the_champion_runs(run, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from registry.tracking import Tracker
+
+    prepared, state, compiled = run
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    tracker = Tracker(prepared.spec, uri, "hash")
+    parent = tracker.start()
+    for record in state.records:
+        tracker.log_record(record)
+    for record in compiled:
+        tracker.log_compiled(record)
+    final = finalize(prepared.spec, state)
+    assert final.targets_met, final.gate.reason
+    version = tracker.promote(final, state.records, compiled)
+    tracker.end()
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    stages = {r.info.run_name: r for r in runs if r.data.tags.get("ratchet.stage") == "compile"}
+    ort, trt = stages["compile: onnxruntime"], stages["compile: tensorrt"]
+    assert ort.data.tags["ratchet.status"] == "compiled" and ort.data.tags["ratchet.compiled_from"] == "onnx"
+    assert ort.data.tags["ratchet.backend_version"].startswith("onnxruntime ") and ort.data.tags["ratchet.hardware"]
+    assert ort.data.metrics["parity_max_abs_diff"] < 1e-4 and "p95_ms" in ort.data.metrics
+    assert trt.data.tags["ratchet.status"] == "skipped" and "NVIDIA GPU" in trt.data.tags["ratchet.reason"]
+    tags = client.get_model_version(prepared.spec.registry.model_name, str(version)).tags
+    assert tags["compiled_targets"] == "onnxruntime" and tags["compiled.onnxruntime"].startswith("models:/")

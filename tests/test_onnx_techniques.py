@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from hardware.profile import HardwareSpec
+from hardware.runtimes import Shape
 from hardware.runtimes.onnx_runtime import MODEL_FILE, OnnxRuntime, open_session, ort_errors_as_runtime_errors
 from hardware.runtimes.torch_runtime import TorchRuntime
 from tasks.techniques import TechniqueContext
@@ -44,7 +45,7 @@ CTX = TechniqueContext(texts=TEXTS, sequence_length=128, hardware=HARDWARE)
 
 def predict(variant: Variant, texts: list[str] = QUERIES) -> np.ndarray:
     runtime = OnnxRuntime() if variant.runtime == "onnxruntime" else TorchRuntime()
-    return runtime.load(variant, HARDWARE, 128).predict(texts)
+    return runtime.load(variant, HARDWARE, Shape(128)).predict(texts)
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -42,6 +42,7 @@ class ScoreResult:
 
 class Scorer(Protocol):
     params_type: ClassVar[type[BaseModel]]
+    tasks: ClassVar[tuple[str, ...]]  # model tasks whose outputs it can score
 
     def score(self, ctx: EvalContext, params: BaseModel) -> ScoreResult: ...
 

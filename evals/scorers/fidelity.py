@@ -24,6 +24,7 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @SCORERS.register("fidelity_cosine", aliases=("fidelity",))
 class FidelityCosine:
     params_type: ClassVar[type[BaseModel]] = NoParams
+    tasks: ClassVar[tuple[str, ...]] = ("feature-extraction",)
 
     def score(self, ctx: EvalContext, params: NoParams) -> ScoreResult:
         idx = ctx.workload.split_indices(ctx.split)

@@ -18,6 +18,7 @@ class RecallParams(BaseModel):
 @SCORERS.register("recall_at_k", aliases=("recall",))
 class RecallAtK:
     params_type: ClassVar[type[BaseModel]] = RecallParams
+    tasks: ClassVar[tuple[str, ...]] = ("feature-extraction",)
 
     def score(self, ctx: EvalContext, params: RecallParams) -> ScoreResult:
         ranks = first_relevant_ranks(ctx)

@@ -22,7 +22,7 @@ from pydantic import Field
 from hardware.backends import BACKENDS, CompileContext, CompileSpec
 from hardware.environments import declare
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
 from registry.plugins import Availability
 from tasks.variant import Variant
@@ -115,5 +115,5 @@ class NeuronPredictor:
 
 @RUNTIMES.register("neuron")
 class NeuronRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> NeuronPredictor:
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> NeuronPredictor:
         return NeuronPredictor(variant)

@@ -35,7 +35,7 @@ from pydantic import Field
 from hardware.backends import BACKENDS, CompileContext, CompileSpec
 from hardware.environments import Environment
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from hardware.runtimes.onnx_runtime import MODEL_FILE as ONNX_FILE
 from registry.plugins import Availability
 from tasks.variant import Variant
@@ -148,5 +148,5 @@ class OpenVinoPredictor:
 
 @RUNTIMES.register("openvino")
 class OpenVinoRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> OpenVinoPredictor:
-        return OpenVinoPredictor(variant, hardware, sequence_length)
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> OpenVinoPredictor:
+        return OpenVinoPredictor(variant, hardware, shape.sequence_length)

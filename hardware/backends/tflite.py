@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 from hardware.backends import BACKENDS, CompileContext, CompileSpec
 from hardware.environments import declare
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
 from registry.plugins import Availability
 from tasks.variant import Variant
@@ -148,5 +148,5 @@ class TflitePredictor:
 
 @RUNTIMES.register("tflite")
 class TfliteRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> TflitePredictor:
-        return TflitePredictor(variant, hardware, sequence_length)
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> TflitePredictor:
+        return TflitePredictor(variant, hardware, shape.sequence_length)

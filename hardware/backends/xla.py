@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from hardware.backends import BACKENDS, CompileContext, CompileSpec
 from hardware.environments import Environment
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
 from registry.plugins import Availability
 from tasks.variant import Variant
@@ -168,5 +168,5 @@ class XlaPredictor:
 
 @RUNTIMES.register("xla")
 class XlaRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> XlaPredictor:
-        return XlaPredictor(variant, sequence_length)
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> XlaPredictor:
+        return XlaPredictor(variant, shape.sequence_length)

@@ -19,8 +19,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from hardware.benchmark.loadgen import Budget, Scenario, run_scenario
+from hardware.environments import emit
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from registry.plugins import import_submodules
 from tasks.variant import Variant
 
@@ -37,13 +38,14 @@ class Job(BaseModel):
     target_qps: float | None
     batch_sizes: list[int]
     sequence_length: int
+    max_new_tokens: int
     budget: dict
     eval_inputs: dict[str, list[str]]
     requests: list[str]
 
 
 def progress(phase: str, done: int, total: int) -> None:
-    print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+    emit({"phase": phase, "done": done, "total": total})
 
 
 def encode_all(predictor, texts: list[str], phase: str) -> np.ndarray:
@@ -64,7 +66,7 @@ def run(job: Job) -> dict:
         import_submodules(package)
     variant = job.variant
     t0 = time.perf_counter()
-    predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, job.sequence_length)
+    predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
     load_s = time.perf_counter() - t0
     outputs = {name: encode_all(predictor, texts, f"eval {name}") for name, texts in job.eval_inputs.items()}
     np.savez(job.out_dir / "outputs.npz", **outputs)

@@ -9,6 +9,7 @@ here, compiled backends later. A runtime is picked by the variant's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,15 @@ from registry.plugins import Registry
 from tasks.variant import Variant
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What the workload asks of each request: at most ``sequence_length`` tokens in (longer inputs are
+    truncated) and, for text generation, ``max_new_tokens`` tokens out."""
+
+    sequence_length: int
+    max_new_tokens: int = 16
+
+
 class Predictor(Protocol):
     """One loaded variant: a batch of texts in, one output row per text out."""
 
@@ -25,7 +35,7 @@ class Predictor(Protocol):
 
 
 class Runtime(Protocol):
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> Predictor: ...
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> Predictor: ...
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from tasks.variant import Variant
 
 MODEL_FILE = "model.onnx"
@@ -128,11 +128,11 @@ class OnnxPredictor:
 
 @RUNTIMES.register("onnxruntime")
 class OnnxRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> OnnxPredictor:
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> OnnxPredictor:
         from transformers import AutoTokenizer
 
         model = variant.path / MODEL_FILE
         if not model.is_file():
             raise FileNotFoundError(f"{variant.name}: no {MODEL_FILE} in {variant.path} (the onnx_export step makes one)")
         tokenizer = AutoTokenizer.from_pretrained(variant.path)
-        return OnnxPredictor(model, tokenizer, variant.runtime_options, hardware, sequence_length)
+        return OnnxPredictor(model, tokenizer, variant.runtime_options, hardware, shape.sequence_length)

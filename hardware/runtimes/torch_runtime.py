@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from tasks.variant import Variant
 
 if TYPE_CHECKING:
@@ -35,11 +35,12 @@ def load_hf_model(variant: Variant, **kwargs: object) -> torch.nn.Module:
     ``from_pretrained`` gives every tensor one dtype.
     """
     import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from hardware.runtimes.precision import apply_mixed_precision
 
-    classes = {"feature-extraction": AutoModel, "text-classification": AutoModelForSequenceClassification}
+    classes = {"feature-extraction": AutoModel, "text-classification": AutoModelForSequenceClassification,
+               "text-generation": AutoModelForCausalLM}
     if variant.task not in classes:
         raise NotImplementedError(f"the torch runtime does not serve task {variant.task!r} yet")
     mixed = variant.runtime_options.get("mixed_precision")
@@ -73,7 +74,7 @@ class TorchPredictor:
         options = variant.runtime_options
         self.model = torch.compile(model, mode=options.get("compile_mode", "default"),
                                    dynamic=options.get("compile_dynamic", True)) if options.get("compile") else model
-        self.head = TASK_HEADS[variant.task]
+        self.head = TASK_HEADS.get(variant.task)  # None for text-generation, which generates instead
         self.sequence_length = sequence_length
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
@@ -87,11 +88,48 @@ class TorchPredictor:
             return self.head(self.model(**enc), enc).cpu().numpy()
 
 
+GENERATED_PAD = -1  # fills a continuation after its end of sequence
+
+
+class TorchGenerator(TorchPredictor):
+    """Greedy continuations of prompts: ``max_new_tokens`` token ids per prompt, ``-1`` after end of sequence.
+
+    Greedy decoding makes the output a function of the model, so two variants can be compared token for
+    token (``token_agreement``). Prompts are padded on the left, as decoder-only models need.
+    """
+
+    def __init__(self, variant: Variant, shape: Shape, device: str = "cpu") -> None:
+        super().__init__(variant, shape.sequence_length, device)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_new_tokens = shape.max_new_tokens
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.sequence_length,
+                             return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1]:].cpu().numpy().astype(np.int64)
+        tokens = np.full((len(texts), self.max_new_tokens), GENERATED_PAD, dtype=np.int64)
+        tokens[:, : new.shape[1]] = new
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            ended = np.cumsum(tokens == eos, axis=1) - (tokens == eos) > 0  # strictly after the first eos
+            tokens[ended] = GENERATED_PAD
+        return tokens
+
+
 @RUNTIMES.register("torch")
 class TorchRuntime:
-    def load(self, variant: Variant, hardware: HardwareSpec, sequence_length: int) -> TorchPredictor:
+    def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> TorchPredictor:
         import torch
 
         if hardware.threads:
             torch.set_num_threads(hardware.threads)
-        return TorchPredictor(variant, sequence_length, hardware.device)
+        if variant.task == "text-generation":
+            return TorchGenerator(variant, shape, hardware.device)
+        return TorchPredictor(variant, shape.sequence_length, hardware.device)

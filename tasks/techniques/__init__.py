@@ -23,7 +23,7 @@ from tasks.variant import Variant
 
 
 MAX_SEARCH_CANDIDATES = 8
-RUNTIME_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX (run onnx_export first)"}
+RUNTIME_NAMES = {"torch": "a PyTorch variant", "onnxruntime": "an ONNX variant (run onnx_export first)"}
 
 
 def source_check(kind: str, source: Variant, *, runtime: str = "torch", float32: bool = True) -> Availability:
@@ -32,7 +32,7 @@ def source_check(kind: str, source: Variant, *, runtime: str = "torch", float32:
     One place for these reasons, so every technique words them the same way.
     """
     if source.runtime != runtime:
-        return Availability(False, f"{kind} needs a {RUNTIME_NAMES.get(runtime, runtime)} variant, "
+        return Availability(False, f"{kind} needs {RUNTIME_NAMES.get(runtime, f'a {runtime} variant')}, "
                                    f"the champion runs on {source.runtime!r}")
     if source.traits.get("quantized"):
         return Availability(False, f"{kind} needs float weights, the champion is already quantized "
