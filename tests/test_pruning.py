@@ -212,3 +212,43 @@ def test_ffn_folds_the_mean_output_of_removed_neurons_into_the_bias(tiny: Varian
     assert torch.equal(block.output.dense.weight, weight[:, 8:])
     assert torch.allclose(block.output.dense.bias, bias + weight[:, :8] @ mean[:8], atol=1e-6)
     assert model.config.intermediate_size == 56
+
+
+# --- prune_heads ----------------------------------------------------------------------------------------------
+
+
+def test_head_pruning_removes_a_quarter_of_the_heads_and_their_flops_and_exports_onnx(
+        minilm: Variant, minilm_embeddings: np.ndarray, tmp_path: Path) -> None:
+    from hardware.runtimes import Shape
+    from hardware.runtimes.onnx_runtime import OnnxRuntime
+    from tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
+
+    pruned = PruneHeads().apply(PruneHeadsSpec(ratio=0.25), minilm, tmp_path, context())
+    params = pruned.params
+    assert params["heads_before"] == 72 and params["heads_after"] == 54
+    assert len(params["heads_kept_per_block"]) == 6 and min(params["heads_kept_per_block"]) >= 1
+    # each removed head takes 32 rows of query/key/value and 32 columns of the output projection (384 wide)
+    assert params["linear_params_before"] - params["linear_params_after"] == 18 * 32 * 384 * 4
+    assert pruned.runtime == "onnxruntime" and (tmp_path / "model.onnx").is_file()
+    outputs = OnnxRuntime().load(pruned, HardwareSpec(), Shape(128)).predict(PROBE)
+    assert outputs.shape == minilm_embeddings.shape
+    assert 0.8 < mean_cosine(outputs, minilm_embeddings) < 0.9999  # changed, and still the same embedding space
+
+
+def test_every_block_keeps_a_head_whatever_the_ratio() -> None:
+    from tasks.techniques.prune_heads import HeadStats, heads_to_keep
+
+    stats = [HeadStats(torch.zeros(4, 8), torch.tensor([1.0, 2.0, 3.0, 4.0])),
+             HeadStats(torch.zeros(4, 8), torch.tensor([10.0, 20.0, 30.0, 40.0]))]
+    assert heads_to_keep(stats, 0.25) == [[2, 3], [0, 1, 2, 3]]  # the two least important heads overall
+    assert [len(k) for k in heads_to_keep(stats, 0.99)] == [1, 1]
+
+
+def test_head_pruning_refuses_what_it_cannot_export(minilm: Variant) -> None:
+    from tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
+
+    assert PruneHeads().availability(PruneHeadsSpec(), minilm).ok
+    onnx = minilm.model_copy(update={"runtime": "onnxruntime"})
+    assert "PyTorch" in PruneHeads().availability(PruneHeadsSpec(), onnx).reason
+    with pytest.raises(ValidationError):
+        PruneHeadsSpec(ratio=1.5)

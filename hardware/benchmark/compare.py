@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 
 from rich.markup import escape
-from rich.table import Table
 
 from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
 from flows.ratchet import (
     RatchetState, StepRecord, evaluate_step, gate_step, ratchet_steps, run_baseline, run_candidate, try_step,
 )
 from flows.spec import PipelineSpec, Prepared, load_spec, parse_spec, preflight, with_quick_measurement
+from hardware.benchmark.tables import show
 
 # Each recipe is a chain of steps applied from the fp32 baseline without intermediate gates;
 # the last variant is gated against the baseline.
@@ -46,6 +46,7 @@ RECIPES: dict[str, list[dict]] = {
     "torch.compile": [{"kind": "torch_compile"}],
     "magnitude pruning 30%": [{"kind": "prune_magnitude", "sparsity": 0.3}],
     "FFN pruning 25%": [{"kind": "prune_ffn", "ratio": 0.25}],
+    "attention-head pruning 25% (ONNX)": [{"kind": "prune_heads", "ratio": 0.25}],
     "distilled to 3 layers": [{"kind": "distill", "layers": 3}],
     "ONNX fp32": [ONNX],
     "ONNX fp32, fused": [{"kind": "onnx_export", "fusion": True}],
@@ -79,10 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"[{total}/{total}] the ratchet of {args.champion_of}")
         champion, lineage = champion_of(args.champion_of, spec, baseline)
         rows.append((f"champion of {args.champion_of.name}: {lineage}", champion))
-    cells = comparison_rows(rows)
-    console.print(comparison_table(cells, spec.name))
-    if args.markdown:
-        print(markdown_table(cells))
+    show(console, f"{spec.name}: ratios vs PyTorch fp32, measured in one run", COLUMNS, comparison_rows(rows),
+         args.markdown)
 
 
 def _with_workdir(spec: PipelineSpec, quick: bool) -> PipelineSpec:
@@ -138,21 +137,6 @@ def comparison_rows(rows: list[tuple[str, StepRecord]]) -> list[list[str]]:
             verdict,
         ])
     return out
-
-
-def comparison_table(rows: list[list[str]], title: str) -> Table:
-    table = Table(title=f"{title}: ratios vs PyTorch fp32, measured in one run")
-    for col in COLUMNS:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*map(escape, row))
-    return table
-
-
-def markdown_table(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from hardware.benchmark.loadgen import Budget, Scenario, run_scenario
 from hardware.environments import emit
 from hardware.profile import HardwareSpec
 from hardware.runtimes import RUNTIMES, Shape
+from hardware.runtimes.length_buckets import LengthBucketed
 from registry.plugins import import_submodules
 from tasks.variant import Variant
 
@@ -67,6 +68,8 @@ def run(job: Job) -> dict:
     variant = job.variant
     t0 = time.perf_counter()
     predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
+    if variant.runtime_options.get("length_buckets"):
+        predictor = LengthBucketed(predictor, variant.runtime_options["length_buckets"]["max_padding"])
     load_s = time.perf_counter() - t0
     outputs = {name: encode_all(predictor, texts, f"eval {name}") for name, texts in job.eval_inputs.items()}
     np.savez(job.out_dir / "outputs.npz", **outputs)

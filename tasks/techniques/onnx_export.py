@@ -102,13 +102,20 @@ class OnnxExport:
 
 
 def export(source: Variant, tokenizer: Any, path: Path, opset: int) -> None:
-    """Trace model + task head into ``path`` with dynamic batch and sequence axes."""
-    from hardware.runtimes.torch_runtime import TASK_HEADS, load_hf_model
+    """Trace the source's model + task head into ``path`` with dynamic batch and sequence axes."""
+    from hardware.runtimes.torch_runtime import load_hf_model
+
+    export_module(load_hf_model(source, attn_implementation="eager"), source.task, tokenizer, path, opset)
+
+
+def export_module(module: torch.nn.Module, task: str, tokenizer: Any, path: Path, opset: int) -> None:
+    """Trace a loaded model (e.g. one pruned in memory) + its task head into ``path``."""
+    from hardware.runtimes.torch_runtime import TASK_HEADS
 
     names = list(tokenizer.model_input_names)
-    model = WithHead(load_hf_model(source, attn_implementation="eager"), TASK_HEADS[source.task], names)
+    model = WithHead(module, TASK_HEADS[task], names)
     enc = tokenizer(DUMMY_TEXTS, padding=True, return_tensors="pt")
-    output = OUTPUT_NAMES[source.task]
+    output = OUTPUT_NAMES[task]
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {output: {0: "batch"}}
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes, deprecation notices

@@ -1,0 +1,38 @@
+"""The benchmark scripts run end to end on the real model (quick budgets, one recipe or target) and print
+their tables: what README quotes must keep working. The ratios themselves are not asserted: benchmarks,
+not timed tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hardware.benchmark import backends, compare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compare_prints_ratios_against_fp32_and_a_markdown_table(capsys: pytest.CaptureFixture[str]) -> None:
+    compare.main(["--quick", "--only", "optimum ORT INT8 avx2 (reference)", "--markdown"])
+    out = capsys.readouterr().out
+    assert "PyTorch fp32" in out and "optimum ORT INT8 avx2 (reference)" in out
+    header = "| " + " | ".join(compare.COLUMNS) + " |"
+    assert header in out
+    reference = next(line for line in out.splitlines() if line.startswith("| optimum ORT INT8"))
+    cells = [c.strip() for c in reference.strip("|").split("|")]
+    assert cells[1].endswith("×") and float(cells[4]) < 1.0  # a speed ratio, and a cosine below fp32's
+
+
+def test_backends_benchmark_compiles_and_lists_skipped_targets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load((ROOT / "examples" / "minilm-support.yaml").read_text())
+    data["workload"]["dataset"] = str(ROOT / "evals" / "data" / "support_faq.json")
+    data.update(steps=[], compile=[{"target": "onnxruntime"}, {"target": "neuron"}])
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    backends.main([str(spec), "--quick", "--markdown"])
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "compiled" in rows["onnxruntime"] and "skipped: AWS Neuron needs" in rows["neuron"]
+    assert "PyTorch fp32" in rows
