@@ -172,3 +172,23 @@ def test_bad_compile_targets_fail_validation_in_one_line(targets: list, needle: 
     with pytest.raises(SpecError) as info:
         parse_spec(_spec_with(targets), "spec.yaml")
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.gpu
+def test_tensorrt_builds_fp16_engines_that_keep_parity(workload, reference, tmp_path: Path) -> None:
+    """Runs only on an NVIDIA GPU (CI never has one); builds the ``tensorrt`` environment on first use."""
+    gpu = HardwareSpec(device="cuda")
+    backend = backend_for("tensorrt")
+    spec = backend.spec_type(precision="fp16")
+    available = availability(backend, spec, gpu, build=True)
+    assert available.ok, available.reason
+    source = MODELS["minilm"](None)
+    out_dir = tmp_path / "engine"
+    out_dir.mkdir()
+    workload_spec, data = workload
+    variant = compile_variant(backend, spec, source, out_dir, CompileContext(data.calibration_texts()[:16], 128, [1, 4], gpu))
+    assert any((out_dir / "trt_cache").iterdir())  # engines were built at compile time
+    measured = measure_variant(variant, gpu, workload_spec, data, tmp_path / "measurement")
+    agreement = parity(measured.outputs, reference["minilm"])
+    assert agreement.max_abs_diff < 1e-2 and agreement.mean_cosine > 0.999
+    assert measured.perf["peak_device_mb"] is not None and measured.perf["p50_ms"] > 0

@@ -57,10 +57,13 @@ def test_summary_lists_baseline_first_and_every_step(store: dict) -> None:
     assert store["summary"]["mlflow_run_id"]
 
 
-def test_fp16_is_rejected_as_slower_on_this_cpu(store: dict) -> None:
+def test_fp16_is_rejected_with_its_measured_ratio(store: dict) -> None:
+    """Slower on CPUs without native fp16 (AMD EPYC here: 1.4x); about even on Sapphire Rapids (avx512_fp16):
+    rejected either way, because the ratchet only takes a speed-up beyond noise."""
     fp16 = store["summary"]["steps"][1]
     assert fp16["decision"] == "rejected"
-    assert "slower" in fp16["reason"] and "CI" in fp16["reason"]
+    assert "the champion's latency (95% CI" in fp16["reason"]
+    assert "slower" in fp16["reason"] or "no speed-up beyond noise" in fp16["reason"]
     assert fp16["metrics"]["size_mb"] < 0.6 * store["summary"]["steps"][0]["metrics"]["size_mb"]
 
 

@@ -28,7 +28,7 @@ def test_search_expands_into_named_candidates() -> None:
 def test_list_and_null_values_get_readable_candidate_names() -> None:
     spec = OnnxInt8Spec(name="int8", search={"op_types": [None, ["MatMul", "Attention"]]})
     candidates = spec.candidates()
-    assert [c.label for c in candidates] == ["int8[op_types=none]", "int8[op_types=MatMul+Attention]"]
+    assert [c.label for c in candidates] == ["int8[op_types=default]", "int8[op_types=MatMul+Attention]"]
     assert [c.op_types for c in candidates] == [None, ["MatMul", "Attention"]]
 
 

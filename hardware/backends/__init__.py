@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,6 +89,43 @@ class Backend(Protocol):
 
 
 BACKENDS: Registry[type[Backend]] = Registry("compile target")
+TRACED_TASKS = ("feature-extraction", "text-classification")
+
+
+def onnx_graph(source: Variant, opset: int, refuse_quantized: str | None = None) -> Availability:
+    """What backends that start from an ONNX graph need: an ONNX variant with its ``model.onnx`` (refused with
+    ``refuse_quantized`` as the reason when it is quantized and the backend cannot run that), or a PyTorch
+    variant that ``onnx_export`` can export first."""
+    from hardware.runtimes.onnx_runtime import MODEL_FILE
+    from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
+
+    if source.runtime != "onnxruntime":
+        return OnnxExport().availability(OnnxExportSpec(opset=opset), source)
+    if refuse_quantized and source.traits.get("quantized"):
+        return Availability(False, refuse_quantized)
+    ok = (source.path / MODEL_FILE).is_file()
+    return Availability(ok, "" if ok else f"no {MODEL_FILE} in {source.path}")
+
+
+def graph_file(source: Variant, tokenizer: Any, scratch: Path, opset: int) -> Path:
+    """The source's ``model.onnx``, or (a PyTorch source) its export into ``scratch``."""
+    from hardware.runtimes.onnx_runtime import MODEL_FILE
+    from tasks.techniques.onnx_export import export
+
+    if source.runtime == "onnxruntime":
+        return source.path / MODEL_FILE
+    export(source, tokenizer, scratch / MODEL_FILE, opset)
+    return scratch / MODEL_FILE
+
+
+def traceable(target: str, source: Variant) -> Availability:
+    """What backends that trace a PyTorch model (TFLite, XLA, Neuron) need: a float, unquantized model of a task
+    whose head can be traced into the artifact."""
+    from tasks.techniques import source_check
+
+    if source.task not in TRACED_TASKS:
+        return Availability(False, f"{target} compiles tasks {TRACED_TASKS}, not {source.task!r}")
+    return source_check(target, source)
 
 
 def backend_for(target: str) -> Backend:

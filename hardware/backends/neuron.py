@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
 from hardware.environments import declare
 from hardware.profile import HardwareSpec
 from hardware.runtimes import RUNTIMES, Shape
@@ -34,7 +34,6 @@ ENVIRONMENT = declare(
     index_urls=("https://pip.repos.neuron.amazonaws.com",),
 )
 MODEL_FILE = "model.neuron.pt"
-TASKS = ("feature-extraction", "text-classification")
 
 
 class NeuronSpec(CompileSpec):
@@ -64,23 +63,18 @@ class NeuronBackend:
         return Availability(True, f"torch-neuronx {getattr(torch_neuronx, '__version__', 'unknown version')}")
 
     def accepts(self, spec: NeuronSpec, source: Variant) -> Availability:
-        from tasks.techniques import source_check
-
-        if source.task not in TASKS:
-            return Availability(False, f"neuron traces tasks {TASKS}, not {source.task!r}")
-        return source_check("neuron", source)
+        return traceable("neuron", source)
 
     def compile(self, spec: NeuronSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import torch
         import torch_neuronx
         from transformers import AutoTokenizer
 
-        from hardware.runtimes.torch_runtime import TASK_HEADS, load_hf_model
-        from tasks.techniques.onnx_export import WithHead
+        from tasks.techniques.onnx_export import with_head
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         names = list(tokenizer.model_input_names)
-        model = WithHead(load_hf_model(source, attn_implementation="eager"), TASK_HEADS[source.task], names)
+        model = with_head(source, names, attn_implementation="eager")
         example = padded_inputs(tokenizer, ctx.texts[: spec.batch_size] * spec.batch_size, names, ctx.sequence_length)
         tensors = tuple(torch.from_numpy(example[n][: spec.batch_size]) for n in names)
         traced = torch_neuronx.trace(model, tensors, compiler_args=["--auto-cast", spec.auto_cast])

@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, graph_file, onnx_graph
 from hardware.environments import Environment
 from hardware.profile import HardwareSpec
 from hardware.runtimes.onnx_runtime import MODEL_FILE, OPTIMIZATION_LEVELS, ort_errors_as_runtime_errors
@@ -59,27 +59,18 @@ class OnnxRuntimeBackend:
         return Availability(True, f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())})")
 
     def accepts(self, spec: OnnxRuntimeSpec, source: Variant) -> Availability:
-        if source.runtime == "onnxruntime":
-            ok = (source.path / MODEL_FILE).is_file()
-            return Availability(ok, "" if ok else f"no {MODEL_FILE} in {source.path}")
-        from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
-
-        return OnnxExport().availability(OnnxExportSpec(opset=spec.opset), source)
+        return onnx_graph(source, spec.opset)
 
     def compile(self, spec: OnnxRuntimeSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
         from hardware.runtimes.onnx_runtime import providers
-        from tasks.techniques.onnx_export import export
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         provider = spec.provider_for(ctx.hardware)
         with tempfile.TemporaryDirectory(prefix="ratchet-ort-") as tmp, ort_errors_as_runtime_errors():
-            graph = source.path / MODEL_FILE
-            if source.runtime != "onnxruntime":
-                graph = Path(tmp) / MODEL_FILE
-                export(source, tokenizer, graph, spec.opset)
+            graph = graph_file(source, tokenizer, Path(tmp), spec.opset)
             options = ort.SessionOptions()
             options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
                                                        OPTIMIZATION_LEVELS[spec.graph_optimization_level])

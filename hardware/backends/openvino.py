@@ -24,19 +24,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 import tempfile
-from importlib.metadata import version
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, graph_file, onnx_graph
 from hardware.environments import Environment
 from hardware.profile import HardwareSpec
 from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.onnx_runtime import MODEL_FILE as ONNX_FILE
 from registry.plugins import Availability
 from tasks.variant import Variant
 
@@ -74,29 +73,17 @@ class OpenVinoBackend:
     def accepts(self, spec: OpenVinoSpec, source: Variant) -> Availability:
         if spec.int8 and importlib.util.find_spec("nncf") is None:
             return Availability(False, f"int8 needs nncf ({INSTALL})")
-        if source.runtime == "onnxruntime":
-            if source.traits.get("quantized"):
-                return Availability(False, "OpenVINO runs a dynamically quantized ONNX graph's integer ops in float "
-                                           "(measured slower than its fp32 IR); it compiles a float variant "
-                                           "(int8: true quantizes with NNCF)")
-            return Availability((source.path / ONNX_FILE).is_file(), f"no {ONNX_FILE} in {source.path}")
-        from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
-
-        return OnnxExport().availability(OnnxExportSpec(opset=spec.opset), source)
+        return onnx_graph(source, spec.opset, refuse_quantized=(
+            "OpenVINO runs a dynamically quantized ONNX graph's integer ops in float (measured slower than its fp32 "
+            "IR); it compiles a float variant (int8: true quantizes with NNCF)"))
 
     def compile(self, spec: OpenVinoSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import openvino as ov
         from transformers import AutoTokenizer
 
-        from tasks.techniques.onnx_export import export
-
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         with tempfile.TemporaryDirectory(prefix="ratchet-ov-") as tmp:
-            graph = source.path / ONNX_FILE
-            if source.runtime != "onnxruntime":
-                graph = Path(tmp) / ONNX_FILE
-                export(source, tokenizer, graph, spec.opset)
-            model = ov.convert_model(str(graph))
+            model = ov.convert_model(str(graph_file(source, tokenizer, Path(tmp), spec.opset)))
         if spec.int8:
             model = quantize_int8(model, tokenizer, ctx)
         ov.save_model(model, str(out_dir / IR_FILE), compress_to_fp16=False)

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, onnx_graph
 from hardware.environments import declare
 from hardware.profile import HardwareSpec
 from hardware.runtimes.onnx_runtime import MODEL_FILE
@@ -86,13 +86,8 @@ class TensorRtBackend:
         if spec.precision == "int8":
             ok = source.runtime == "onnxruntime" and source.params.get("mode") == "static"
             return Availability(ok, "" if ok else "int8 engines need a static (QDQ) onnx_int8 variant")
-        if source.runtime == "onnxruntime":
-            if source.traits.get("quantized"):
-                return Availability(False, "a dynamically quantized ONNX graph has no TensorRT kernels; needs float or QDQ")
-            return Availability((source.path / MODEL_FILE).is_file(), f"no {MODEL_FILE} in {source.path}")
-        from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
-
-        return OnnxExport().availability(OnnxExportSpec(opset=spec.opset), source)
+        return onnx_graph(source, spec.opset, refuse_quantized=(
+            "a dynamically quantized ONNX graph has no TensorRT kernels; needs a float or a QDQ (static) graph"))
 
     def compile(self, spec: TensorRtSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         from transformers import AutoTokenizer

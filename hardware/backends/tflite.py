@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
 from hardware.environments import declare
 from hardware.profile import HardwareSpec
 from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
+from hardware.runtimes.fixed_shape import SequenceBuckets, bucket_lengths, fitting_length, in_fixed_batches, padded_inputs
 from registry.plugins import Availability
 from tasks.variant import Variant
 
@@ -44,7 +44,6 @@ ENVIRONMENT = declare(
 )
 MODEL_FILE = "model.tflite"
 INDEX_FILE = "signatures.json"
-TASKS = ("feature-extraction", "text-classification")
 RECIPES = {"dynamic_int8": "full_dynamic_recipe", "weight_only_int8": "full_weight_only_recipe", "fp16": "full_fp16_recipe"}
 
 
@@ -52,17 +51,7 @@ class TfliteSpec(CompileSpec):
     target: Literal["tflite"] = "tflite"
     quantize: Literal["none", "dynamic_int8", "weight_only_int8", "fp16"] = Field(
         "none", description="ai-edge-quantizer recipe applied after conversion.")
-    sequence_buckets: list[int] = Field(
-        [16, 32, 64, 128], min_length=1,
-        description="One signature per length; capped at the workload's sequence_length, which is always one.")
-    threads: int | None = Field(None, ge=1, description="Interpreter threads; None: hardware.threads or 2.")
-
-    @field_validator("sequence_buckets")
-    @classmethod
-    def _increasing(cls, buckets: list[int]) -> list[int]:
-        if buckets != sorted(set(buckets)) or buckets[0] < 1:
-            raise ValueError(f"sequence_buckets must be increasing positive lengths, got {buckets}")
-        return buckets
+    sequence_buckets: SequenceBuckets = [16, 32, 64, 128]
 
 
 @BACKENDS.register("tflite", aliases=("litert",))
@@ -85,11 +74,7 @@ class TfliteBackend:
         return Availability(True, f"litert-torch {version('litert-torch')}, ai-edge-litert {version('ai-edge-litert')}")
 
     def accepts(self, spec: TfliteSpec, source: Variant) -> Availability:
-        from tasks.techniques import source_check
-
-        if source.task not in TASKS:
-            return Availability(False, f"tflite converts tasks {TASKS}, not {source.task!r}")
-        return source_check("tflite", source)
+        return traceable("tflite", source)
 
     def compile(self, spec: TfliteSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import litert_torch
@@ -97,13 +82,12 @@ class TfliteBackend:
         from litert_torch.generative.quantize import quant_recipes
         from transformers import AutoTokenizer
 
-        from hardware.runtimes.torch_runtime import TASK_HEADS, load_hf_model
-        from tasks.techniques.onnx_export import WithHead
+        from tasks.techniques.onnx_export import with_head
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         names = list(tokenizer.model_input_names)
-        model = WithHead(load_hf_model(source, attn_implementation="eager"), TASK_HEADS[source.task], names).eval()
-        lengths = sorted({*(b for b in spec.sequence_buckets if b < ctx.sequence_length), ctx.sequence_length})
+        model = with_head(source, names, attn_implementation="eager")
+        lengths = bucket_lengths(spec.sequence_buckets, ctx.sequence_length)
         converter = litert_torch.Converter()
         for length in lengths:
             sample = padded_inputs(tokenizer, ctx.texts[:1], names, length)
@@ -133,9 +117,7 @@ class TflitePredictor:
         self.sequence_length = sequence_length
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        longest = max(len(ids) for ids in self.tokenizer(list(texts), truncation=True,
-                                                         max_length=self.sequence_length)["input_ids"])
-        length = next((n for n in self.lengths if n >= longest), self.lengths[-1])
+        length = fitting_length(self.tokenizer, texts, self.lengths, self.sequence_length)
         runner = self.runners[length]
         inputs = padded_inputs(self.tokenizer, texts, self.names, length)
 

@@ -30,34 +30,23 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec
+from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
 from hardware.environments import Environment
 from hardware.profile import HardwareSpec
 from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
+from hardware.runtimes.fixed_shape import SequenceBuckets, bucket_lengths, fitting_length, in_fixed_batches, padded_inputs
 from registry.plugins import Availability
 from tasks.variant import Variant
 
 WEIGHTS_FILE = "weights.npz"
 INDEX_FILE = "buckets.json"
-TASKS = ("feature-extraction", "text-classification")
 INSTALL = "pip install -e '.[xla]' (jax, torchax, flatbuffers)"
 
 
 class XlaSpec(CompileSpec):
     target: Literal["xla"] = "xla"
-    sequence_buckets: list[int] = Field(
-        [16, 32, 64, 128], min_length=1,
-        description="Sequence lengths compiled; capped at the workload's sequence_length, which is always one.")
-
-    @field_validator("sequence_buckets")
-    @classmethod
-    def _increasing(cls, buckets: list[int]) -> list[int]:
-        if buckets != sorted(set(buckets)) or buckets[0] < 1:
-            raise ValueError(f"sequence_buckets must be increasing positive lengths, got {buckets}")
-        return buckets
+    sequence_buckets: SequenceBuckets = [16, 32, 64, 128]
 
 
 def _import_torchax() -> Any:
@@ -102,27 +91,22 @@ class XlaBackend:
         return Availability(True, f"jax {version('jax')} ({jax.default_backend()}), torchax {version('torchax')}")
 
     def accepts(self, spec: XlaSpec, source: Variant) -> Availability:
-        from tasks.techniques import source_check
-
-        if source.task not in TASKS:
-            return Availability(False, f"xla compiles tasks {TASKS}, not {source.task!r}")
-        return source_check("xla", source)
+        return traceable("xla", source)
 
     def compile(self, spec: XlaSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import jax
         import jax.numpy as jnp
         from transformers import AutoTokenizer
 
-        from hardware.runtimes.torch_runtime import TASK_HEADS, load_hf_model
-        from tasks.techniques.onnx_export import WithHead
+        from tasks.techniques.onnx_export import with_head
 
         torchax = _import_torchax()
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         names = list(tokenizer.model_input_names)
-        weights, function = torchax.extract_jax(WithHead(load_hf_model(source), TASK_HEADS[source.task], names))
+        weights, function = torchax.extract_jax(with_head(source, names))
         jitted = jax.jit(lambda w, *tensors: function(w, tensors))
         weight_shapes = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), weights)
-        lengths = sorted({*(b for b in spec.sequence_buckets if b < ctx.sequence_length), ctx.sequence_length})
+        lengths = bucket_lengths(spec.sequence_buckets, ctx.sequence_length)
         buckets = []
         for batch in sorted(set(ctx.batch_sizes)):
             for length in lengths:
@@ -155,9 +139,7 @@ class XlaPredictor:
         self.sequence_length = sequence_length
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        longest = max(len(ids) for ids in self.tokenizer(list(texts), truncation=True,
-                                                         max_length=self.sequence_length)["input_ids"])
-        length = min((s for _, s in self.calls if s >= longest), default=max(s for _, s in self.calls))
+        length = fitting_length(self.tokenizer, texts, sorted({s for _, s in self.calls}), self.sequence_length)
         batches = sorted({b for b, s in self.calls if s == length})
         batch = next((b for b in batches if b >= len(texts)), batches[-1])
         call = self.calls[(batch, length)]

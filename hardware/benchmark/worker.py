@@ -10,7 +10,9 @@ Progress goes to stdout as JSON lines so the parent can draw a bar.
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,11 +96,21 @@ def run(job: Job) -> dict:
 
 
 def _peak_device_mb(hardware: HardwareSpec) -> float | None:
+    """PyTorch's own peak when the variant ran on torch; otherwise (ONNX Runtime, TensorRT) the GPU memory
+    this process holds at the end of the run, as the driver reports it. None when neither can be read."""
     if hardware.device != "cuda":
         return None
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 1e6
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+        return torch.cuda.max_memory_allocated() / 1e6
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                               capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    used = [float(mib) for pid, mib in (line.split(",") for line in query.splitlines() if "," in line)
+            if int(pid) == os.getpid()]
+    return used[0] * 1.048576 if used else None  # MiB -> MB
 
 
 if __name__ == "__main__":

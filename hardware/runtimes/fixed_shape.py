@@ -10,11 +10,36 @@ compile stage's parity check verifies it on the workload's inputs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
 Inputs = dict[str, np.ndarray]
+
+
+def _increasing(buckets: list[int]) -> list[int]:
+    if buckets != sorted(set(buckets)) or buckets[0] < 1:
+        raise ValueError(f"sequence_buckets must be increasing positive lengths, got {buckets}")
+    return buckets
+
+
+SequenceBuckets = Annotated[
+    list[int], Field(min_length=1, description="Sequence lengths compiled; capped at the workload's "
+                                               "sequence_length, which is always one."),
+    AfterValidator(_increasing),
+]
+
+
+def bucket_lengths(buckets: Sequence[int], sequence_length: int) -> list[int]:
+    """The lengths to compile: the buckets below ``sequence_length``, and ``sequence_length`` itself."""
+    return sorted({*(b for b in buckets if b < sequence_length), sequence_length})
+
+
+def fitting_length(tokenizer: Any, texts: Sequence[str], lengths: Sequence[int], sequence_length: int) -> int:
+    """The smallest compiled length that holds the longest of ``texts`` (the largest when none does)."""
+    longest = max(len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=sequence_length)["input_ids"])
+    return min((n for n in lengths if n >= longest), default=max(lengths))
 
 
 def padded_inputs(tokenizer: Any, texts: Sequence[str], names: Sequence[str], length: int) -> Inputs:

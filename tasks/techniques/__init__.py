@@ -95,8 +95,10 @@ class TechniqueSpec(BaseModel):
 
 
 def _short(value: Any) -> str:
-    """A setting's value as it appears in a candidate's name: ``true``, ``none``, ``MatMul+Attention``."""
-    if isinstance(value, bool) or value is None:
+    """A setting's value as it appears in a candidate's name: ``true``, ``default`` (None), ``MatMul+Attention``."""
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return "+".join(_short(v) for v in value)

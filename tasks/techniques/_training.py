@@ -254,6 +254,40 @@ def _loss(settings: TrainSettings, out: object, target: torch.Tensor, enc: dict[
     return ((hidden - target) ** 2 * weights).sum() / (weights.sum() * hidden.shape[-1])
 
 
+STAT_BATCH = 32
+MAX_STAT_TEXTS = 512  # plenty for per-channel means and deviations; bounds the pass on big workloads
+
+
+def statistics_pass(model: torch.nn.Module, tokenizer: object, texts: list[str], sequence_length: int,
+                    install: Callable[[dict[str, torch.Tensor]], list], progress: ProgressFn | None = None) -> int:
+    """One no-grad pass over (at most ``MAX_STAT_TEXTS`` of) ``texts``, for hooks that record activations.
+
+    ``install(batch)`` registers the hooks and returns their handles; while a batch runs, ``batch["mask"]``
+    holds its real (non-padding) token positions. Texts go in length order, so batches carry little
+    padding. Returns how many real tokens went through; the hooks are removed whatever happens.
+    """
+    if not texts:
+        raise ValueError("ranking by activations needs the workload's tuning texts, and there are none")
+    texts = sorted(texts[:: math.ceil(len(texts) / MAX_STAT_TEXTS)], key=len)
+    batch: dict[str, torch.Tensor] = {}
+    handles = install(batch)
+    tokens = 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), STAT_BATCH):
+                enc = tokenizer(texts[start:start + STAT_BATCH], padding=True, truncation=True,
+                                max_length=sequence_length, return_tensors="pt")
+                batch["mask"] = enc["attention_mask"].bool()
+                model(**enc)
+                tokens += int(batch["mask"].sum())
+                if progress is not None:
+                    progress(min(start + STAT_BATCH, len(texts)), len(texts))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tokens
+
+
 def save_checkpoint(model: torch.nn.Module, tokenizer: object, folder: Path) -> None:
     """Replace ``folder`` with a loadable copy of ``model`` (written beside it, then moved into place)."""
     staging = folder.with_name(folder.name + ".partial")

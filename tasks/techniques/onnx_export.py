@@ -125,6 +125,14 @@ def export_module(module: torch.nn.Module, task: str, tokenizer: Any, path: Path
         )
 
 
+def with_head(source: Variant, input_names: list[str], **load_kwargs: Any) -> "WithHead":
+    """The source's model with its task head, in eval mode, ready to trace (kwargs go to ``from_pretrained``):
+    what every exporter and compile backend turns into its own format."""
+    from hardware.runtimes.torch_runtime import TASK_HEADS, load_hf_model
+
+    return WithHead(load_hf_model(source, **load_kwargs), TASK_HEADS[source.task], input_names).eval()
+
+
 class WithHead(torch.nn.Module):
     """The model and its task head as one module, taking the tokenizer's tensors positionally (as the tracer feeds them)."""
 

@@ -39,7 +39,6 @@ Linear weights, so it is also where most of the removable work is.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -50,11 +49,11 @@ from pydantic import Field
 
 from hardware.runtimes.torch_runtime import load_hf_model
 from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover
+from tasks.techniques._training import (
+    ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover, statistics_pass,
+)
 from tasks.variant import Variant
 
-STAT_BATCH = 32
-MAX_STAT_TEXTS = 512  # plenty for per-neuron means and deviations; bounds the pass on big workloads
 
 
 class PruneFfnSpec(RecoverySpec):
@@ -78,32 +77,18 @@ class NeuronStats:
 
 def activation_stats(model: torch.nn.Module, tokenizer: object, texts: list[str], sequence_length: int,
                      progress: ProgressFn) -> list[NeuronStats]:
-    """One forward pass over (at most ``MAX_STAT_TEXTS`` of) the texts, recording each FFN neuron's activation."""
-    if not texts:
-        raise ValueError("prune_ffn ranks neurons by their activations on the tuning texts, and there are none")
-    texts = sorted(texts[:: math.ceil(len(texts) / MAX_STAT_TEXTS)], key=len)  # similar lengths: little padding
+    """Each FFN neuron's activation on every real token of (a sample of) the tuning texts."""
     layers = encoder_layers(model)
     sums = [torch.zeros(2, layer.intermediate.dense.out_features, dtype=torch.float64) for layer in layers]
-    batch: dict[str, torch.Tensor] = {}
 
-    def accumulate(i: int, _: torch.nn.Module, __: tuple, out: torch.Tensor) -> None:
-        real = out[batch["mask"]].double()  # (real tokens, neurons)
-        sums[i] += torch.stack([real.sum(dim=0), (real * real).sum(dim=0)])
+    def install(batch: dict[str, torch.Tensor]) -> list:
+        def accumulate(i: int, _: torch.nn.Module, __: tuple, out: torch.Tensor) -> None:
+            real = out[batch["mask"]].double()  # (real tokens, neurons)
+            sums[i] += torch.stack([real.sum(dim=0), (real * real).sum(dim=0)])
 
-    hooks = [layer.intermediate.register_forward_hook(partial(accumulate, i)) for i, layer in enumerate(layers)]
-    tokens = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(texts), STAT_BATCH):
-                enc = tokenizer(texts[start:start + STAT_BATCH], padding=True, truncation=True,
-                                max_length=sequence_length, return_tensors="pt")
-                batch["mask"] = enc["attention_mask"].bool()
-                model(**enc)
-                tokens += int(batch["mask"].sum())
-                progress(min(start + STAT_BATCH, len(texts)), len(texts))
-    finally:
-        for hook in hooks:
-            hook.remove()
+        return [layer.intermediate.register_forward_hook(partial(accumulate, i)) for i, layer in enumerate(layers)]
+
+    tokens = statistics_pass(model, tokenizer, texts, sequence_length, install, progress)
     return [_stats(total, square, tokens) for total, square in sums]
 
 

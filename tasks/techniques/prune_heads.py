@@ -24,7 +24,6 @@ unpruned one before the export.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,13 +34,12 @@ from pydantic import Field
 
 from hardware.runtimes.torch_runtime import load_hf_model
 from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover
+from tasks.techniques._training import (
+    ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover, statistics_pass,
+)
 from tasks.techniques.onnx_export import MODEL_FILE, OUTPUT_NAMES, export_module
 from tasks.techniques.prune_ffn import linear_params
 from tasks.variant import Variant
-
-STAT_BATCH = 32
-MAX_STAT_TEXTS = 512
 
 
 class PruneHeadsSpec(RecoverySpec):
@@ -60,38 +58,24 @@ class HeadStats:
 
 def head_stats(model: torch.nn.Module, tokenizer: object, texts: list[str], sequence_length: int,
                progress: ProgressFn) -> list[HeadStats]:
-    """One pass over (at most ``MAX_STAT_TEXTS`` of) the texts, recording every head's contribution."""
-    if not texts:
-        raise ValueError("prune_heads ranks heads by their outputs on the tuning texts, and there are none")
-    texts = sorted(texts[:: math.ceil(len(texts) / MAX_STAT_TEXTS)], key=len)
+    """Every head's contribution to its block's output, on every real token of (a sample of) the tuning texts."""
     layers = encoder_layers(model)
     heads = layers[0].attention.self.num_attention_heads
     hidden = layers[0].attention.output.dense.out_features
     sums = [torch.zeros(2, heads, hidden, dtype=torch.float64) for _ in layers]
-    batch: dict[str, torch.Tensor] = {}
 
-    def accumulate(i: int, dense: torch.nn.Linear, args: tuple) -> None:
-        context = args[0][batch["mask"]].double()  # (real tokens, all_head_size)
-        per_head = context.view(len(context), heads, -1)  # (tokens, heads, head_size)
-        weight = dense.weight.double().view(hidden, heads, -1)  # (hidden, heads, head_size)
-        contribution = torch.einsum("thd,ohd->tho", per_head, weight)  # (tokens, heads, hidden)
-        sums[i] += torch.stack([contribution.sum(0), (contribution * contribution).sum(0)])
+    def install(batch: dict[str, torch.Tensor]) -> list:
+        def accumulate(i: int, dense: torch.nn.Linear, args: tuple) -> None:
+            context = args[0][batch["mask"]].double()  # (real tokens, all_head_size)
+            per_head = context.view(len(context), heads, -1)  # (tokens, heads, head_size)
+            weight = dense.weight.double().view(hidden, heads, -1)  # (hidden, heads, head_size)
+            contribution = torch.einsum("thd,ohd->tho", per_head, weight)  # (tokens, heads, hidden)
+            sums[i] += torch.stack([contribution.sum(0), (contribution * contribution).sum(0)])
 
-    hooks = [layer.attention.output.dense.register_forward_pre_hook(partial(accumulate, i))
-             for i, layer in enumerate(layers)]
-    tokens = 0
-    try:
-        with torch.no_grad():
-            for start in range(0, len(texts), STAT_BATCH):
-                enc = tokenizer(texts[start:start + STAT_BATCH], padding=True, truncation=True,
-                                max_length=sequence_length, return_tensors="pt")
-                batch["mask"] = enc["attention_mask"].bool()
-                model(**enc)
-                tokens += int(batch["mask"].sum())
-                progress(min(start + STAT_BATCH, len(texts)), len(texts))
-    finally:
-        for hook in hooks:
-            hook.remove()
+        return [layer.attention.output.dense.register_forward_pre_hook(partial(accumulate, i))
+                for i, layer in enumerate(layers)]
+
+    tokens = statistics_pass(model, tokenizer, texts, sequence_length, install, progress)
     stats = []
     for total, square in sums:
         mean = total / tokens
