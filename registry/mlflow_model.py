@@ -13,7 +13,7 @@ import mlflow
 from mlflow.models import set_model
 
 from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES
+from hardware.runtimes import RUNTIMES, Shape
 from registry.plugins import import_submodules
 from tasks.variant import Variant
 
@@ -22,10 +22,11 @@ class RatchetModel(mlflow.pyfunc.PythonModel):
     """Texts in, the variant's task outputs (e.g. embeddings) out."""
 
     def load_context(self, context) -> None:
-        import_submodules("hardware.runtimes")
+        for package in ("hardware.runtimes", "hardware.backends"):  # compiled artifacts' runtimes live in backends
+            import_submodules(package)
         variant = Variant.model_validate_json(Path(context.artifacts["variant"]).read_text())
         variant = variant.model_copy(update={"path": Path(context.artifacts["model"])})
-        self.predictor = RUNTIMES.get(variant.runtime)().load(variant, HardwareSpec(), 512)
+        self.predictor = RUNTIMES.get(variant.runtime)().load(variant, HardwareSpec(), Shape(sequence_length=512))
 
     def predict(self, context, model_input: list[str], params=None) -> list[list[float]]:
         return self.predictor.predict(model_input).tolist()

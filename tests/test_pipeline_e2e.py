@@ -91,7 +91,7 @@ def test_mlflow_holds_a_run_per_variant_with_metrics_and_artifacts(store: dict) 
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"benchmark", "eval"} <= artifacts
     assert runs["fp16"].data.tags["ratchet.decision"] == "rejected"
-    assert "slower" in runs["fp16"].data.tags["ratchet.reason"]
+    assert runs["fp16"].data.tags["ratchet.reason"] == store["summary"]["steps"][1]["reason"]
     assert runs["int8-dynamic"].data.params["parent_variant"] == "baseline"
     gate = json.loads(Path(client.download_artifacts(runs["fp16"].info.run_id, "gate.json")).read_text())
     assert not gate["passed"] and all({"measured", "threshold", "passed", "reason"} <= set(c) for c in gate["criteria"])

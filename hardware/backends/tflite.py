@@ -52,6 +52,7 @@ class TfliteSpec(CompileSpec):
     quantize: Literal["none", "dynamic_int8", "weight_only_int8", "fp16"] = Field(
         "none", description="ai-edge-quantizer recipe applied after conversion.")
     sequence_buckets: SequenceBuckets = [16, 32, 64, 128]
+    threads: int | None = Field(None, ge=1, description="Interpreter threads; None: hardware.threads or 2.")
 
 
 @BACKENDS.register("tflite", aliases=("litert",))
