@@ -70,26 +70,25 @@ def try_compile(prepared: Prepared, state: RatchetState, spec: CompileSpec,
     if not available.ok:
         return replace(record, reason=available.reason)
     record = replace(record, backend_version=available.reason)
-    chain = lineage(state)
-    source, passed_over = pick_source(backend, spec, [r.variant for r in chain])
+    source, passed_over = pick_source(backend, spec, [r.variant for r in lineage(state)])
     if source is None:
         return replace(record, reason=f"{spec.target} compiles none of the champion's lineage: {'; '.join(passed_over)}")
-    spec_ = prepared.spec
+    pipeline = prepared.spec
     key = compile_task_key(prepared, state, spec)[:12]
-    out_dir = run_dir(spec_) / "compiled" / f"{spec.label}-{key}"
+    out_dir = run_dir(pipeline) / "compiled" / f"{spec.label}-{key}"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     texts = prepared.workload.calibration_texts()
-    ctx = CompileContext(texts[:: max(1, len(texts) // SAMPLE_TEXTS)][:SAMPLE_TEXTS], spec_.workload.sequence_length,
-                         spec_.workload.batch_sizes, spec_.hardware)
+    ctx = CompileContext(texts[:: max(1, len(texts) // SAMPLE_TEXTS)][:SAMPLE_TEXTS], pipeline.workload.sequence_length,
+                         pipeline.workload.batch_sizes, pipeline.hardware)
     note = f"compiled from {source.name!r} ({passed_over[0]})" if passed_over else f"compiled from {source.name!r}"
     report = on_progress or (lambda *_: None)
     try:
         report(f"compile from {source.name}", 0, 1)
         variant = compile_variant(backend, spec, source, out_dir, ctx, log)
         report(f"compile from {source.name}", 1, 1)
-        measurement = measure_variant(variant, spec_.hardware, spec_.workload, prepared.workload,
-                                      run_dir(spec_) / "measurements" / f"compile-{spec.label}-{key}", on_progress)
+        measurement = measure_variant(variant, pipeline.hardware, pipeline.workload, prepared.workload,
+                                      run_dir(pipeline) / "measurements" / f"compile-{spec.label}-{key}", on_progress)
     except (RuntimeError, ValueError, OSError) as exc:  # worker, environment and measurement errors: recorded
         return replace(record, status="failed", source=source.name,
                        reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}")
