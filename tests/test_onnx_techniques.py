@@ -169,7 +169,7 @@ def test_fallback_keeps_sensitive_nodes_float_and_raises_cosine(tiny: Variant, t
     spec = OnnxInt8Spec(mode="static", calibration_samples=16, fallback={"min_cosine": 0.9999, "max_float_nodes": 3, "samples": 32})
     variant = make(OnnxInt8(), spec, tiny, tmp_path / "fallback")
     params = variant.params
-    assert 1 <= len(params["float_nodes"]) <= 3
+    assert 0 < len(params["float_nodes"]) <= 3
     assert params["calibration_cosine"] > params["cosine_all_quantized"]
     graph = onnx.load(str(variant.path / MODEL_FILE)).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
