@@ -7,10 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evals.scorers import SCORERS, EvalContext
-from registry.plugins import import_submodules
-
-import_submodules("evals.scorers")
+from ratchet.evals.scorers import SCORERS, EvalContext
 
 
 class CriterionSpec(BaseModel):

@@ -1,7 +1,12 @@
 """``ratchet``: the command line.
 
-Exit codes: 0 the final champion meets every target, 1 it does not, 2 invalid
-input (one line on stderr, nothing computed, nothing written to MLflow).
+Exit codes (``flows/exit_codes.py``): 0 the final champion meets every target,
+1 it does not, 2 invalid input (one line on stderr, nothing computed, nothing
+written to MLflow).
+
+Heavy packages (torch, transformers, MLflow, Prefect, rich's progress bars) are
+imported by the command that needs them, not here: ``ratchet --help``,
+``ratchet validate`` and every one-line input error answer without them.
 """
 
 from __future__ import annotations
@@ -12,24 +17,22 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from ratchet.core.layout import PROJECT_ROOT
+from ratchet.flows import exit_codes
 
-from flows.spec import SpecError, load_spec, preflight
+if TYPE_CHECKING:
+    from rich.console import Console
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = PROJECT_ROOT / "examples" / "minilm-support.yaml"
 TINY_LM = PROJECT_ROOT / ".ratchet" / "models" / "tiny-support-lm"
-EXIT_MET, EXIT_NOT_MET, EXIT_INVALID = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other input error
         sys.stderr.write(f"ratchet: {message}\n")
-        raise SystemExit(EXIT_INVALID)
+        raise SystemExit(exit_codes.INVALID)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--summary-json", type=Path, help="also write the summary as JSON here")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the spec's)")
     run.add_argument("--no-cache", action="store_true", help="re-measure every step instead of reusing cached ones")
+    run.add_argument("--no-prefect", action="store_true",
+                     help="run the pipeline as plain Python (no Prefect server, no task cache); same tracking and registry")
     run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own logs")
     check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
     check.add_argument("spec", type=Path)
@@ -58,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def stdout_console() -> Console:
     """Piped output (CI logs, files) gets room for the gate's reasons instead of rich's 80 columns."""
+    from rich.console import Console
+
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
@@ -75,36 +82,42 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rich.console import Console
+
     console = Console(stderr=True)
     if args.command in ("backends", "env"):
-        from flows import plugins_cli
+        from ratchet.flows import plugins_cli
 
         return plugins_cli.backends(stdout_console()) if args.command == "backends" else plugins_cli.env(args, console)
     if args.command == "tiny-lm":
         return _tiny_lm(args.out, console)
+    from ratchet.flows.spec import SpecError, load_spec, preflight
+
     try:
         spec = load_spec(args.spec)
         preflight(spec)
     except SpecError as exc:
         sys.stderr.write(f"ratchet: {exc}\n")
-        return EXIT_INVALID
+        return exit_codes.INVALID
     if args.command == "validate":
         console.print(f"[green]{args.spec}: valid[/] ({len(spec.steps)} steps, {len(spec.targets)} targets)")
-        return EXIT_MET
+        return exit_codes.MET
     return _run(spec, args, console)
 
 
 def _run(spec, args, console: Console) -> int:
     if not args.verbose:
         quiet_libraries()
-    from flows import progress
-    from flows.ratchet_flow import ratchet
-    from flows.report import COMPILE_HEADERS, HEADERS, compile_table_rows, gains_line, table_rows, verdict
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ratchet.flows import progress
+    from ratchet.flows.report import COMPILE_HEADERS, HEADERS, compile_table_rows, gains_line, table_rows, verdict
 
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
         try:
-            summary = ratchet(spec, quick=args.quick, tracking_uri=args.tracking_uri, refresh=args.no_cache)
+            summary = _summary(spec, args)
         finally:
             progress.set_listener(None)
     table = Table(title=f"Ratchet: {spec.name}")
@@ -126,23 +139,37 @@ def _run(spec, args, console: Console) -> int:
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))
-    return EXIT_MET if summary["targets_met"] else EXIT_NOT_MET
+    return exit_codes.MET if summary["targets_met"] else exit_codes.NOT_MET
+
+
+def _summary(spec, args) -> dict:
+    """The pipeline's summary: through the Prefect flow, or as plain Python with ``--no-prefect``."""
+    if args.no_prefect:
+        from ratchet.flows.pipeline import run_pipeline
+        from ratchet.flows.spec import preflight, with_quick_measurement
+
+        return run_pipeline(preflight(with_quick_measurement(spec) if args.quick else spec), args.tracking_uri).summary
+    from ratchet.flows.ratchet_flow import ratchet
+
+    return ratchet(spec=spec, quick=args.quick, tracking_uri=args.tracking_uri, refresh=args.no_cache)
 
 
 def _tiny_lm(out: Path, console: Console) -> int:
     quiet_libraries()
-    from tasks.tiny_lm import build_tiny_lm
+    from ratchet.tasks.tiny_lm import build_tiny_lm
 
     with _progress_bars(console) as update:
         build_tiny_lm(out, progress=lambda done, total: update("tiny-support-lm", "train", done, total))
     console.print(f"[green]tiny-support-lm[/] written to {out}")
-    return EXIT_MET
+    return exit_codes.MET
 
 
 class _progress_bars:
     """A rich bar per (variant, phase): evaluation passes and latency runs."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), console=console, transient=False)
         self.tasks: dict[tuple[str, str], int] = {}

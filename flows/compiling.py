@@ -12,44 +12,19 @@ Neither ends the run.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import replace
 
-from flows.ratchet import RatchetState, StepRecord, measurement_key, run_dir
-from flows.spec import PipelineSpec, Prepared
-from hardware.backends import CompileContext, CompileSpec, backend_for
-from hardware.compile import Parity, availability, compile_variant, parity, pick_source
-from tasks.gate import GateDecision, decide, parity_criteria
-from tasks.measure import Measurement, ProgressFn, evaluate, measure_variant
-from tasks.variant import Variant, content_hash, stable_hash
+from ratchet.core.hashing import stable_hash
+from ratchet.core.variant import content_hash
+from ratchet.flows.ratchet import measurement_key, run_dir
+from ratchet.flows.spec import Prepared
+from ratchet.hardware.backends import CompileContext, CompileSpec, backend_for
+from ratchet.hardware.compile import availability, compile_variant, pick_source
+from ratchet.hardware.parity import parity
+from ratchet.tasks.measure import ProgressFn, evaluate, measure_variant
+from ratchet.tasks.records import CompileRecord, CompileStatus, RatchetState
 
-Status = Literal["measured", "compiled", "skipped", "failed"]
 SAMPLE_TEXTS = 128  # inputs a backend may trace shapes or calibrate with (NNCF: ~100)
-
-
-@dataclass
-class CompileRecord:
-    """What happened to one compile target: status, why, and what was measured."""
-
-    target: str
-    backend: str
-    status: Status
-    reason: str
-    settings: dict = field(default_factory=dict)
-    backend_version: str = ""
-    source: str | None = None
-    variant: Variant | None = None
-    measurement: Measurement | None = None
-    parity: Parity | None = None
-    gate: GateDecision | None = None
-
-
-def lineage(state: RatchetState) -> list[StepRecord]:
-    """The champion's record, then its ancestors' (newest first), down to the baseline."""
-    by_name = {r.variant.name: r for r in state.records if r.variant is not None and r.measurement is not None}
-    names = [state.champion.variant.name, *reversed(state.champion.variant.lineage)]
-    return [by_name[n] for n in names if n in by_name]
 
 
 def compile_task_key(prepared: Prepared, state: RatchetState, spec: CompileSpec) -> str:
@@ -70,7 +45,7 @@ def try_compile(prepared: Prepared, state: RatchetState, spec: CompileSpec,
     if not available.ok:
         return replace(record, reason=available.reason)
     record = replace(record, backend_version=available.reason)
-    source, passed_over = pick_source(backend, spec, [r.variant for r in lineage(state)])
+    source, passed_over = pick_source(backend, spec, [r.variant for r in state.lineage()])
     if source is None:
         return replace(record, reason=f"{spec.target} compiles none of the champion's lineage: {'; '.join(passed_over)}")
     pipeline = prepared.spec
@@ -99,7 +74,7 @@ def evaluate_compile(prepared: Prepared, state: RatchetState, record: CompileRec
     """Rubric (fidelity against the baseline) and parity (against the variant it was compiled from)."""
     if record.status != "measured":
         return record
-    source = next(r for r in lineage(state) if r.variant.name == record.source)
+    source = next(r for r in state.lineage() if r.variant.name == record.source)
     try:
         agreement = parity(record.measurement.outputs, source.measurement.outputs)
     except ValueError as exc:
@@ -109,21 +84,19 @@ def evaluate_compile(prepared: Prepared, state: RatchetState, record: CompileRec
     return replace(record, measurement=replace(record.measurement, rubric=rubric), parity=agreement)
 
 
-def gate_compile(spec: PipelineSpec, state: RatchetState, record: CompileRecord, target: CompileSpec) -> CompileRecord:
+def gate_compile(prepared: Prepared, state: RatchetState, record: CompileRecord, target: CompileSpec) -> CompileRecord:
     """Parity within the target's tolerances, quality/memory/size targets on held-out data; speed recorded."""
     if record.status != "measured":
         return record
-    tol = target.parity
-    gate = decide("compile", spec.targets, spec.thresholds(), record.measurement.evidence("heldout"),
-                  state.baseline.measurement.evidence("heldout"), state.champion.measurement.evidence("heldout"),
-                  spec.objective, spec.noise, "heldout",
-                  extra=parity_criteria(record.parity.max_abs_diff, record.parity.mean_cosine,
-                                        tol.max_abs_diff, tol.min_cosine))
-    status: Status = "compiled" if gate.passed else "failed"
+    gate = prepared.policy.compile(record.measurement.evidence("heldout"), state.baseline.measurement.evidence("heldout"),
+                                   state.champion.measurement.evidence("heldout"), record.parity,
+                                   target.parity.max_abs_diff, target.parity.min_cosine)
+    status: CompileStatus = "compiled" if gate.passed else "failed"
     return replace(record, status=status, reason=record.reason if gate.passed else gate.reason, gate=gate)
 
 
-def compile_targets(prepared: Prepared, state: RatchetState, on_progress: ProgressFn | None = None) -> list[CompileRecord]:
-    """Every compile target in order, without Prefect."""
-    return [gate_compile(prepared.spec, state, evaluate_compile(prepared, state, try_compile(prepared, state, t, on_progress)), t)
-            for t in prepared.spec.compile]
+def compile_target(prepared: Prepared, state: RatchetState, target: CompileSpec,
+                   on_progress: ProgressFn | None = None) -> CompileRecord:
+    """One compile target, without Prefect: compile and measure, evaluate, gate."""
+    record = evaluate_compile(prepared, state, try_compile(prepared, state, target, on_progress))
+    return gate_compile(prepared, state, record, target)

@@ -10,62 +10,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
-from flows.spec import PipelineSpec, Prepared
-from tasks.gate import GateDecision, decide, metric_info
-from tasks.measure import Measurement, ProgressFn, evaluate, measure_variant
-from tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
-from tasks.techniques._isolated import apply as apply_technique
-from tasks.variant import Variant, content_hash, stable_hash
-
-Decision = Literal["baseline", "measured", "accepted", "rejected", "skipped", "failed"]
-
-
-@dataclass
-class StepRecord:
-    """What happened at one step: the decision, why, and what was measured."""
-
-    step: str
-    kind: str | None
-    decision: Decision
-    reason: str
-    settings: dict = field(default_factory=dict)
-    variant: Variant | None = None
-    measurement: Measurement | None = None
-    gate: GateDecision | None = None
-    champion_before: str | None = None
-
-
-@dataclass
-class RatchetState:
-    """The baseline, the current champion, and every record so far (baseline first)."""
-
-    baseline: StepRecord
-    champion: StepRecord
-    records: list[StepRecord]
-
-    @classmethod
-    def start(cls, baseline: StepRecord) -> "RatchetState":
-        return cls(baseline, baseline, [baseline])
-
-    def advance(self, records: list[StepRecord]) -> "RatchetState":
-        """The ratchet: only an accepted candidate moves the champion (a search accepts at most one)."""
-        accepted = [r for r in records if r.decision == "accepted"]
-        assert len(accepted) <= 1, "pick_winner leaves at most one accepted candidate per step"
-        return replace(self, champion=accepted[0] if accepted else self.champion, records=[*self.records, *records])
-
-
-@dataclass
-class FinalDecision:
-    champion: StepRecord
-    gate: GateDecision
-
-    @property
-    def targets_met(self) -> bool:
-        return self.gate.passed
+from ratchet.core.hashing import stable_hash
+from ratchet.core.variant import Variant, content_hash
+from ratchet.flows.spec import PipelineSpec, Prepared
+from ratchet.tasks.gate import metric_info
+from ratchet.tasks.measure import ProgressFn, evaluate, measure_variant
+from ratchet.tasks.records import FinalDecision, RatchetState, StepRecord
+from ratchet.tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
+from ratchet.tasks.techniques._isolated import apply as apply_technique
 
 
 def run_dir(spec: PipelineSpec) -> Path:
@@ -145,13 +100,12 @@ def evaluate_step(prepared: Prepared, baseline: StepRecord, record: StepRecord) 
     return replace(record, measurement=measurement)
 
 
-def gate_step(spec: PipelineSpec, state: RatchetState, record: StepRecord) -> StepRecord:
+def gate_step(prepared: Prepared, state: RatchetState, record: StepRecord) -> StepRecord:
     """Accept or reject an evaluated candidate against the targets and the current champion."""
     if record.decision != "measured":
         return record
-    gate = decide("step", spec.targets, spec.thresholds(), record.measurement.evidence("tuning"),
-                  state.baseline.measurement.evidence("tuning"), state.champion.measurement.evidence("tuning"),
-                  spec.objective, spec.noise, "tuning")
+    gate = prepared.policy.step(record.measurement.evidence("tuning"), state.baseline.measurement.evidence("tuning"),
+                                state.champion.measurement.evidence("tuning"))
     return replace(record, decision="accepted" if gate.passed else "rejected", reason=gate.reason, gate=gate)
 
 
@@ -180,7 +134,7 @@ def run_candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
                   on_progress: ProgressFn | None = None) -> StepRecord:
     """One candidate without Prefect: try, evaluate, gate against the current champion."""
     record = try_step(prepared, state.champion.variant, step, on_progress)
-    return gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline, record))
+    return gate_step(prepared, state, evaluate_step(prepared, state.baseline, record))
 
 
 def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: str,
@@ -198,8 +152,8 @@ def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: st
     return state
 
 
-def finalize(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
+def finalize(prepared: Prepared, state: RatchetState) -> FinalDecision:
     """Every target on the final champion, quality re-checked on the held-out split."""
-    gate = decide("final", spec.targets, spec.thresholds(), state.champion.measurement.evidence("heldout"),
-                  state.baseline.measurement.evidence("heldout"), None, spec.objective, spec.noise, "heldout")
+    gate = prepared.policy.final(state.champion.measurement.evidence("heldout"),
+                                 state.baseline.measurement.evidence("heldout"))
     return FinalDecision(state.champion, gate)

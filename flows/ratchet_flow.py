@@ -1,10 +1,12 @@
-"""The Prefect flow: thin tasks around ``flows.ratchet``'s plain functions.
+"""The Prefect flow: ``run_pipeline`` with each stage run as a Prefect task.
 
 Task boundaries follow the pipeline's stages (baseline, each step's
-candidate, evaluation, gate, final gate, registration). The two expensive ones
-(baseline and candidate) are cached by (model content hash, step spec,
-hardware and workload settings), so rerunning the same spec reuses them.
-MLflow logging stays in the flow body: MLflow's active run is per thread.
+candidate, evaluation, gate, final gate, compile targets, registration). The
+expensive ones (baseline, candidate, compile) are cached by (model content
+hash, step or target spec, hardware and workload settings), so rerunning the
+same spec reuses them. Deployments name a spec file (``spec_path``, resolved
+against the checkout the worker runs in); the UI's form takes an ad-hoc
+``spec`` instead.
 """
 
 from __future__ import annotations
@@ -14,24 +16,26 @@ from datetime import timedelta
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Without a Prefect server, each run starts a temporary one; on a fresh machine its first start creates its
+# database, which on a busy 2-core machine takes longer than Prefect's default 20 s wait ("Timed out while
+# attempting to connect to ephemeral Prefect API server", 3 times out of 3 here). Wait as long as it takes.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "600")
 
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from flows import progress  # noqa: E402
-from flows.ratchet import (  # noqa: E402
-    FinalDecision, RatchetState, StepRecord, baseline_key, evaluate_step, finalize, gate_step, run_baseline,
-    ratchet_steps, run_dir, step_key, try_step,
-)
-from flows.compiling import CompileRecord, compile_task_key, evaluate_compile, gate_compile, try_compile  # noqa: E402
-from flows.plot import plot_steps  # noqa: E402
-from flows.report import HEADERS, build_summary, markdown_report, table_rows  # noqa: E402
-from flows.spec import PipelineSpec, Prepared, preflight, with_quick_measurement  # noqa: E402
-from registry.tracking import Tracker  # noqa: E402
-from hardware.backends import CompileSpec  # noqa: E402
-from tasks.techniques import TechniqueSpec  # noqa: E402
-from tasks.variant import Variant, stable_hash  # noqa: E402
+from ratchet.core.variant import Variant  # noqa: E402
+from ratchet.flows import progress  # noqa: E402
+from ratchet.flows.compiling import compile_task_key, evaluate_compile, gate_compile, try_compile  # noqa: E402
+from ratchet.flows.pipeline import Stages, run_pipeline  # noqa: E402
+from ratchet.flows.ratchet import baseline_key, evaluate_step, finalize, gate_step, run_baseline, step_key, try_step  # noqa: E402
+from ratchet.flows.report import HEADERS, markdown_report, table_rows  # noqa: E402
+from ratchet.flows.spec import PipelineSpec, Prepared, SpecError, load_spec, preflight, with_quick_measurement  # noqa: E402
+from ratchet.hardware.backends import CompileSpec  # noqa: E402
+from ratchet.registry.tracking import Tracker  # noqa: E402
+from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, StepRecord  # noqa: E402
+from ratchet.tasks.techniques import TechniqueSpec  # noqa: E402
 
 CACHE = {"persist_result": True, "cache_expiration": timedelta(days=7)}
 
@@ -54,7 +58,7 @@ def compile_task(prepared: Prepared, state: RatchetState, target: CompileSpec) -
 @task(name="compile-check", cache_policy=NO_CACHE)
 def compile_check_task(prepared: Prepared, state: RatchetState, record: CompileRecord, target: CompileSpec) -> CompileRecord:
     """Parity, rubric and gate of a compiled artifact (cheap: from the cached measurement)."""
-    return gate_compile(prepared.spec, state, evaluate_compile(prepared, state, record), target)
+    return gate_compile(prepared, state, evaluate_compile(prepared, state, record), target)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -63,13 +67,13 @@ def evaluate_task(prepared: Prepared, baseline: StepRecord, record: StepRecord) 
 
 
 @task(name="gate", cache_policy=NO_CACHE)
-def gate_task(spec: PipelineSpec, state: RatchetState, record: StepRecord) -> StepRecord:
-    return gate_step(spec, state, record)
+def gate_task(prepared: Prepared, state: RatchetState, record: StepRecord) -> StepRecord:
+    return gate_step(prepared, state, record)
 
 
 @task(name="final-gate", cache_policy=NO_CACHE)
-def final_gate_task(spec: PipelineSpec, state: RatchetState) -> FinalDecision:
-    return finalize(spec, state)
+def final_gate_task(prepared: Prepared, state: RatchetState) -> FinalDecision:
+    return finalize(prepared, state)
 
 
 @task(name="register", cache_policy=NO_CACHE)
@@ -77,59 +81,45 @@ def register_task(tracker: Tracker, final: FinalDecision, records: list[StepReco
     return tracker.promote(final, records, compiled)
 
 
-def resolve_tracking_uri(spec: PipelineSpec, override: str | None) -> str:
-    return override or os.environ.get("MLFLOW_TRACKING_URI") or spec.registry.tracking_uri
+def prefect_stages(refresh: bool) -> Stages:
+    """The pipeline's stages as Prefect tasks; ``refresh`` re-measures instead of reusing cached results."""
+
+    def cached(task_fn, name: str, *args):
+        record = task_fn.with_options(task_run_name=name, refresh_cache=refresh or None)(*args)
+        if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
+            record = task_fn.with_options(task_run_name=name, refresh_cache=True)(*args)
+        return record
+
+    def candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec) -> StepRecord:
+        record = cached(candidate_task, f"candidate: {step.label}", prepared, state.champion.variant, step)
+        return gate_task(prepared, state, evaluate_task(prepared, state.baseline, record))
+
+    def compiled(prepared: Prepared, state: RatchetState, target: CompileSpec) -> CompileRecord:
+        record = cached(compile_task, f"compile: {target.label}", prepared, state, target)
+        return compile_check_task.with_options(task_run_name=f"compile-check: {target.label}")(prepared, state, record, target)
+
+    return Stages(baseline=lambda prepared: cached(baseline_task, "baseline", prepared), candidate=candidate,
+                  final=final_gate_task, compile=compiled, register=register_task)
 
 
-def _cached(task_fn, refresh: bool, name: str):
-    return task_fn.with_options(task_run_name=name, refresh_cache=refresh or None)
-
-
-def _compiled(prepared: Prepared, state: RatchetState, target: CompileSpec, refresh: bool) -> CompileRecord:
-    record = _cached(compile_task, refresh, f"compile: {target.label}")(prepared, state, target)
-    if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
-        record = _cached(compile_task, True, f"compile: {target.label}")(prepared, state, target)
-    return compile_check_task.with_options(task_run_name=f"compile-check: {target.label}")(prepared, state, record, target)
-
-
-def _candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec, refresh: bool) -> StepRecord:
-    """Try (cached), evaluate and gate one candidate against the current champion."""
-    record = _cached(candidate_task, refresh, f"candidate: {step.label}")(prepared, state.champion.variant, step)
-    if record.variant is not None and not record.variant.path.exists():  # cached, but its files were deleted
-        record = _cached(candidate_task, True, f"candidate: {step.label}")(prepared, state.champion.variant, step)
-    record = evaluate_task(prepared, state.baseline, record)
-    return gate_task(prepared.spec, state, record)
+def deployment_spec(spec_path: str | None, spec: PipelineSpec | None) -> PipelineSpec:
+    """Exactly one of a spec file (relative paths against the working directory: the checkout) or a spec."""
+    if (spec_path is None) == (spec is None):
+        raise SpecError("give the flow either spec_path (a spec file in the checkout) or spec (a whole spec), not "
+                        f"{'both' if spec is not None else 'neither'}")
+    return load_spec(Path(spec_path)) if spec_path is not None else spec
 
 
 @flow(name="ratchet", log_prints=True)
-def ratchet(spec: PipelineSpec, quick: bool = False, tracking_uri: str | None = None, refresh: bool = False) -> dict:
-    """Baseline, gated steps, final gate on held-out data, registration; returns the run summary.
+def ratchet(spec_path: str | None = None, spec: PipelineSpec | None = None, quick: bool = False,
+            tracking_uri: str | None = None, refresh: bool = False) -> dict:
+    """Baseline, gated steps, final gate on held-out data, compile targets, registration; returns the run summary.
 
     ``refresh`` re-measures everything instead of reusing cached steps (e.g. after a noisy run).
     """
-    if quick:
-        spec = with_quick_measurement(spec)
-    prepared = preflight(spec)
-    tracker = Tracker(spec, resolve_tracking_uri(spec, tracking_uri), stable_hash(spec.model_dump(mode="json")))
-    run_id = tracker.start()
-    try:
-        baseline = _cached(baseline_task, refresh, "baseline")(prepared)
-        tracker.log_record(baseline)
-        state = ratchet_steps(spec.steps, RatchetState.start(baseline), spec.objective,
-                              lambda st, step: _candidate(prepared, st, step, refresh),
-                              lambda records: [tracker.log_record(r) for r in records])
-        final = final_gate_task(spec, state)
-        compiled = [_compiled(prepared, state, target, refresh) for target in spec.compile]
-        for record in compiled:
-            tracker.log_compiled(record)
-        version = register_task(tracker, final, state.records, compiled)
-        summary = build_summary(state, final, run_id, version, spec.name, compiled)
-        summary["plot"] = str(plot_steps(summary, run_dir(spec) / "reports" / f"{run_id}.png"))
-        tracker.log_summary(summary, markdown_report(summary), Path(summary["plot"]))
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end()
+    spec = deployment_spec(spec_path, spec)
+    summary = run_pipeline(preflight(with_quick_measurement(spec) if quick else spec), tracking_uri,
+                           prefect_stages(refresh)).summary
     create_table_artifact(key="ratchet-steps", table=[dict(zip(HEADERS, row)) for row in table_rows(summary)],
                           description=f"Steps of {spec.name}")
     create_markdown_artifact(key="ratchet-report", markdown=markdown_report(summary), description=f"Report of {spec.name}")

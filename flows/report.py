@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.compiling import CompileRecord
-from flows.ratchet import FinalDecision, RatchetState, StepRecord
+from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, StepRecord
 
 TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb")
 

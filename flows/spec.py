@@ -12,24 +12,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from evals.rubric import RubricSpec
-from evals.scorers import SCORERS
-from evals.workload import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
-from hardware.backends import BACKENDS
-from hardware.profile import HardwareSpec
-from registry.plugins import import_submodules, unknown_name_message
-from tasks.gate import METRICS, OBJECTIVES, NoiseSpec, TargetSpec
-from tasks.model_source import ModelSourceError, resolve_model
-from tasks.techniques import TECHNIQUES, technique_for
-
-import_submodules("tasks.techniques")
-import_submodules("hardware.backends")
-
+from ratchet.core.model_tasks import MODEL_TASKS, model_task
+from ratchet.core.plugins import unknown_name_message
+from ratchet.core.profile import HardwareSpec
+from ratchet.evals.rubric import RubricSpec
+from ratchet.evals.workloads import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
+from ratchet.hardware.backends import BACKENDS
+from ratchet.registry.spec import RegistrySpec
+from ratchet.tasks.gate import METRICS, OBJECTIVES, GatePolicy, NoiseSpec, TargetSpec
+from ratchet.tasks.model_source import ModelSourceError, resolve_model
+from ratchet.tasks.techniques import TECHNIQUES, technique_for
 
 
 def _canonical_tag(tag: str, registry: Any) -> BeforeValidator:
@@ -58,17 +55,14 @@ class ModelSpec(BaseModel):
 
     id: str = Field(description="Hugging Face id or local folder of safetensors weights.")
     revision: str | None = None
-    task: Literal["feature-extraction", "text-classification", "text-generation"] = "feature-extraction"
+    task: str = Field("feature-extraction", description="The model task (ratchet.core.model_tasks).",
+                      json_schema_extra={"enum": MODEL_TASKS.names()})
     trust_remote_code: bool = Field(False, description="Execute the model repo's own code. Off unless you trust it.")
 
-
-class RegistrySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tracking_uri: str = Field("sqlite:///mlruns/ratchet.db", description="MLflow tracking URI (MLFLOW_TRACKING_URI overrides).")
-    experiment: str = "ratchet"
-    model_name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    alias: str = Field("champion", pattern=r"^[A-Za-z0-9_\-]+$")
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        return MODEL_TASKS.canonical(value)
 
 
 class PipelineSpec(BaseModel):
@@ -96,11 +90,11 @@ class PipelineSpec(BaseModel):
 
     @model_validator(mode="after")
     def _scorers_fit_task(self) -> "PipelineSpec":
+        fits = model_task(self.model.task).scorers
         for i, criterion in enumerate(self.rubric.criteria):
-            tasks = SCORERS.get(criterion.scorer).tasks
-            if self.model.task not in tasks:
-                raise ValueError(f"rubric.criteria.{i}.scorer: {criterion.scorer!r} scores {' or '.join(tasks)} outputs, "
-                                 f"the model's task is {self.model.task!r}")
+            if criterion.scorer not in fits:
+                raise ValueError(f"rubric.criteria.{i}.scorer: {criterion.scorer!r} cannot score {self.model.task!r} "
+                                 f"outputs (scorers for that task: {', '.join(fits)})")
         return self
 
     @model_validator(mode="after")
@@ -118,8 +112,10 @@ class PipelineSpec(BaseModel):
                 raise ValueError(f"{field}: names must be unique (name repeated kinds or targets), repeated: {dupes}")
         return self
 
-    def thresholds(self) -> dict[str, float]:
-        return {c.name: c.threshold for c in self.rubric.criteria}
+    def gate_policy(self) -> GatePolicy:
+        """How this spec judges candidates, in one object the gates take."""
+        return GatePolicy(tuple(self.targets), {c.name: c.threshold for c in self.rubric.criteria},
+                          self.objective, self.noise)
 
 
 def _choose(value: str, known: Any) -> str:
@@ -193,11 +189,12 @@ def with_quick_measurement(spec: PipelineSpec) -> PipelineSpec:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A spec whose files have been found and read: safe to start computing."""
+    """A spec whose files have been found and read, and its gate policy: safe to start computing."""
 
     spec: PipelineSpec
     model_path: Path
     workload: Workload
+    policy: GatePolicy
 
 
 def preflight(spec: PipelineSpec) -> Prepared:
@@ -205,10 +202,13 @@ def preflight(spec: PipelineSpec) -> Prepared:
     try:
         model_path = resolve_model(spec.model.id, spec.model.revision)
         workload = load_workload(spec.workload, spec.model.task, Path.cwd())
+        model_config = json.loads((model_path / "config.json").read_text())
     except (ModelSourceError, WorkloadError) as exc:
         raise SpecError(f"{spec.name}: {exc}") from None
-    check_steps_against_model(spec, json.loads((model_path / "config.json").read_text()))
-    return Prepared(spec, model_path, workload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{spec.name}: model.id: {str(model_path / 'config.json')!r} is not valid JSON ({exc})") from None
+    check_steps_against_model(spec, model_config)
+    return Prepared(spec, model_path, workload, spec.gate_policy())
 
 
 def check_steps_against_model(spec: PipelineSpec, model_config: dict) -> None:

@@ -1,32 +1,28 @@
-"""The compile stage's machinery: is a backend usable here, what it compiles, running it, and parity.
+"""The compile stage's machinery: is a backend usable here, what it compiles, and running it.
 
 Plain functions, so the pipeline, ``ratchet backends`` and the tests share them.
-A backend with an isolated environment is probed and run through this module's
-own worker entry point in that environment::
+A backend is probed and run through this module's own worker entry point, in
+its environment (the pipeline's own when it declares none)::
 
-    <env python> -m hardware.compile JOB.json   # {"op": "probe" | "compile", ...}
+    <env python> -m ratchet.hardware.compile JOB.json   # {"op": "probe" | "compile", ...}
 
-which writes ``<job>.result.json`` beside the job: the probe's availability, or
-the compiled variant's description.
+which answers with the probe's availability, or the compiled variant's
+description (``hardware.environments``' job-file convention).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, Backend, CompileContext, CompileSpec, backend_for
+from ratchet.hardware.environments import EnvironmentBuildError, LogFn, WorkerError, read_job, run_module, write_result
 
-from hardware.backends import BACKENDS, Backend, CompileContext, CompileSpec, backend_for
-from hardware.environments import EnvironmentBuildError, LogFn, WorkerError, run_module
-from hardware.profile import HardwareSpec
-from registry.plugins import Availability, import_submodules
-from tasks.variant import Variant
-
-WORKER = "hardware.compile"
+WORKER = "ratchet.hardware.compile"
 
 
 def availability(backend: Backend, spec: CompileSpec, hardware: HardwareSpec, build: bool,
@@ -47,8 +43,7 @@ def availability(backend: Backend, spec: CompileSpec, hardware: HardwareSpec, bu
     with tempfile.TemporaryDirectory(prefix="ratchet-probe-") as tmp:
         job = Path(tmp) / "job.json"
         try:
-            run_module(env.name, WORKER, {"op": "probe", "target": spec.target}, job, log=log)
-            return Availability(*json.loads(result_path(job).read_text()))
+            return Availability(*run_module(env.name, WORKER, {"op": "probe", "target": spec.target}, job, log=log))
         except (WorkerError, EnvironmentBuildError, OSError, ValueError) as exc:
             return Availability(False, str(exc))
 
@@ -79,49 +74,14 @@ def compile_variant(backend: Backend, spec: CompileSpec, source: Variant, out_di
            "ctx": {"texts": ctx.texts, "sequence_length": ctx.sequence_length, "batch_sizes": ctx.batch_sizes,
                    "hardware": ctx.hardware.model_dump()}}
     job_path = out_dir.parent / f"{out_dir.name}.job.json"
-    run_module(env.name if env else None, WORKER, job, job_path, log=log)
-    variant = Variant.model_validate_json(result_path(job_path).read_text())
+    variant = Variant.model_validate(run_module(env.name if env else None, WORKER, job, job_path, log=log))
     variant.save()
     return variant
 
 
-def result_path(job_path: Path) -> Path:
-    return job_path.with_name(job_path.name.removesuffix(".json") + ".result.json")
-
-
-@dataclass(frozen=True)
-class Parity:
-    """How far a compiled artifact's outputs are from its source's, over every eval input."""
-
-    max_abs_diff: float
-    mean_cosine: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {"max_abs_diff": self.max_abs_diff, "mean_cosine": self.mean_cosine}
-
-
-def parity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> Parity:
-    """Max absolute difference and mean row cosine over every input set the reference has.
-
-    Shapes must match: an artifact that answers with another shape computes another function.
-    """
-    diffs, cosines = [], []
-    for name, ref in reference.items():
-        out = outputs.get(name)
-        if out is None or out.shape != ref.shape:
-            got = "nothing" if out is None else f"shape {out.shape}"
-            raise ValueError(f"parity: the artifact gave {got} for {name!r}, its source {ref.shape}")
-        out, ref = out.astype(np.float64), ref.astype(np.float64)
-        diffs.append(float(np.abs(out - ref).max()))
-        norms = np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1)
-        cosines.append((out * ref).sum(axis=-1) / np.clip(norms, 1e-12, None))
-    return Parity(max(diffs), float(np.concatenate(cosines).mean()))
-
-
-def _main(job_path: Path) -> None:
-    """The worker side: probe or compile inside this environment, answer in ``result.json``."""
-    import_submodules("hardware.backends")
-    job = json.loads(job_path.read_text())
+def _main(argv: list[str]) -> None:
+    """The worker side: probe or compile inside this environment."""
+    job_path, job = read_job(argv)
     backend = backend_for(job["target"])
     if job["op"] == "probe":
         result: object = list(backend.probe())
@@ -133,8 +93,8 @@ def _main(job_path: Path) -> None:
         context = CompileContext(ctx["texts"], ctx["sequence_length"], ctx["batch_sizes"], HardwareSpec(**ctx["hardware"]))
         variant = backend.compile(spec, Variant.model_validate(job["source"]), out_dir, context)
         result = variant.model_dump(mode="json")
-    result_path(job_path).write_text(json.dumps(result))
+    write_result(job_path, result)
 
 
 if __name__ == "__main__":
-    _main(Path(sys.argv[1]))
+    _main(sys.argv)

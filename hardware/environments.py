@@ -5,10 +5,10 @@ downgrades pydantic below what Prefect needs, GPT-QModel moves numpy. Such a
 plugin declares an ``Environment`` (a name and its pip requirements) instead of
 an optional extra. ``ratchet env build NAME``, or the first use, creates a venv
 for it under ``$RATCHET_ENVS`` (default ``<repo>/.ratchet/envs``). The plugin's
-work then runs as a subprocess with that venv's Python and this repo on
-``PYTHONPATH``, exchanging files and JSON: the same boundary the benchmark
-already keeps between variants, and the one a Prefect work pool per
-environment gives at scale.
+work then runs as a subprocess with that venv's Python, with ``ratchet``
+importable there (``source_path``), exchanging files and JSON: the same
+boundary the benchmark already keeps between variants, and the one a Prefect
+work pool per environment gives at scale.
 
 A venv is built beside its final place and renamed into it when pip has
 finished, under a file lock, so an interrupted or concurrent build never leaves
@@ -18,22 +18,27 @@ environment whose declaration changed is rebuilt on next use.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import functools
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from registry.plugins import Registry
-from tasks.variant import stable_hash
+from ratchet.core.hashing import stable_hash
+from ratchet.core.layout import FLOORS, PROJECT_ROOT
+from ratchet.core.plugins import Registry
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MARKER = "ratchet-env.json"
 # What every environment needs to run Ratchet's own worker modules (job files, results, tokenizers).
 WORKER_REQUIREMENTS = ("numpy>=2", "pydantic>=2.10,<3")
@@ -163,21 +168,57 @@ class WorkerError(RuntimeError):
     """A worker subprocess failed; the message carries its last error line (its whole stderr is kept in a file)."""
 
 
+# The job-file convention every worker module follows: ``<name>.json`` in, ``<name>.result.json`` out (written
+# with ``write_result``), ``<name>.stderr.txt`` kept beside them when the worker fails.
+def result_path(job_path: Path) -> Path:
+    return job_path.with_name(job_path.name.removesuffix(".json") + ".result.json")
+
+
+def read_job(argv: list[str]) -> tuple[Path, dict[str, Any]]:
+    """A worker's own side: the job file named on its command line, and the job."""
+    job_path = Path(argv[1])
+    return job_path, json.loads(job_path.read_text())
+
+
+def write_result(job_path: Path, result: Any) -> None:
+    result_path(job_path).write_text(json.dumps(result))
+
+
+@functools.cache
+def source_path() -> str:
+    """A folder from which another interpreter imports this process's ``ratchet`` package.
+
+    The floors install as ``ratchet.<folder>`` through a package-dir mapping that an isolated environment's
+    interpreter knows nothing about; a folder holding ``ratchet/<floor>`` links to each floor's source makes
+    ``python -m ratchet...`` work there, for an editable checkout and an installed wheel alike.
+    """
+    root = Path(tempfile.mkdtemp(prefix="ratchet-source-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    (root / "ratchet").mkdir()
+    for floor in FLOORS:
+        (root / "ratchet" / floor).symlink_to(importlib.util.find_spec(f"ratchet.{floor}").submodule_search_locations[0])
+    return str(root)
+
+
 def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
                on_message: Callable[[dict], None] | None = None, log: LogFn | None = None,
-               cwd: Path | None = None) -> None:
-    """Run ``python -m module job_path`` in environment ``env_name``, with ``job`` written to ``job_path``.
+               cwd: Path | None = None) -> Any:
+    """Run ``python -m module job_path`` in environment ``env_name``, with ``job`` written to ``job_path``;
+    return what the worker wrote with ``write_result`` (None if nothing).
 
-    The worker reports progress with ``emit`` (handed to ``on_message``) and writes its results
-    as files beside the job. On failure, its stderr is kept as ``<job>.stderr.txt`` and the last line raised.
-    ``cwd`` (default: the repo) is where libraries that write into the working directory put their files.
+    The worker reports progress with ``emit`` (handed to ``on_message``). On failure, its stderr is kept as
+    ``<job>.stderr.txt`` and the last line raised. ``cwd`` (default: the checkout's root) is where libraries
+    that write into the working directory put their files.
     """
     job_path.parent.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))
-    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    result_path(job_path).unlink(missing_ok=True)
+    env = dict(os.environ)
+    if env_name is not None:  # another interpreter: show it where ``ratchet`` is
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_path(), os.environ.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [python_for(env_name, log), "-m", module, str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": path}, cwd=cwd or PROJECT_ROOT,
+        text=True, env=env, cwd=cwd or PROJECT_ROOT,
     )
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
@@ -189,3 +230,5 @@ def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
         last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
         where = f" (in environment {env_name!r})" if env_name else ""
         raise WorkerError(f"{module}{where} failed: {last.strip()}")
+    done = result_path(job_path)
+    return json.loads(done.read_text()) if done.exists() else None

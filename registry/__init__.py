@@ -1,1 +1,2 @@
-"""Registries: the generic name -> plugin table, and the MLflow model registry glue."""
+"""The MLflow side: tracking every run and variant, the pyfunc model every logged variant loads as, and
+registration and promotion of the champion."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,16 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from flows.compiling import CompileRecord
-from flows.ratchet import FinalDecision, StepRecord
-from flows.spec import PipelineSpec
-from tasks.measure import Measurement
-from tasks.variant import Variant, content_hash, stable_hash
+from ratchet.core.hashing import stable_hash
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import VARIANT_FILE, Variant, content_hash
+from ratchet.hardware.runtimes import Shape
+from ratchet.registry.spec import RegistrySpec
+from ratchet.tasks.measure import Measurement
+from ratchet.tasks.records import CompileRecord, FinalDecision, StepRecord
 
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+SERVING_FILE = "serving.json"
 RUNTIME_PACKAGES = ("torch", "transformers", "torchao", "onnxruntime", "numpy", "pydantic")
 
 
@@ -48,17 +52,34 @@ def _flat(prefix: str, metrics: dict[str, float | None]) -> dict[str, float]:
     return {f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What the tracker records about a pipeline run besides its step records: the spec as data, the run's
+    headline parameters, and how its variants are served (hardware and shape, kept with every logged model)."""
+
+    name: str
+    spec: dict[str, Any]
+    params: dict[str, str]
+    hardware: HardwareSpec
+    shape: Shape
+
+    @property
+    def spec_hash(self) -> str:
+        return stable_hash(self.spec)
+
+
 class Tracker:
     """Everything Ratchet writes to MLflow, for one pipeline run."""
 
-    def __init__(self, spec: PipelineSpec, tracking_uri: str, spec_hash: str) -> None:
-        self.spec = spec
-        self.spec_hash = spec_hash
+    def __init__(self, registry: RegistrySpec, tracking_uri: str, run: RunInfo) -> None:
+        self.registry = registry
+        self.run = run
+        self.spec_hash = run.spec_hash
         self.tracking_uri = tracking_uri
         self.model_uris: dict[str, str] = {}
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
-        name = spec.registry.experiment
+        name = registry.experiment
         experiment = self.client.get_experiment_by_name(name)
         self.experiment_id = (
             experiment.experiment_id if experiment
@@ -67,13 +88,11 @@ class Tracker:
         self.parent_run_id: str | None = None
 
     def start(self) -> str:
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.spec.name,
-                               tags={"ratchet.spec_hash": self.spec_hash, "ratchet.model": self.spec.model.id})
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run.name,
+                               tags={"ratchet.spec_hash": self.spec_hash, "ratchet.model": self.run.params.get("model", "")})
         self.parent_run_id = run.info.run_id
-        mlflow.log_dict(self.spec.model_dump(mode="json"), "spec.json")
-        mlflow.log_params({"spec_hash": self.spec_hash, "model": self.spec.model.id, "task": self.spec.model.task,
-                           "scenario": self.spec.workload.scenario, "hardware": self.spec.hardware.name,
-                           "objective": self.spec.objective})
+        mlflow.log_dict(self.run.spec, "spec.json")
+        mlflow.log_params({"spec_hash": self.spec_hash, **self.run.params})
         return self.parent_run_id
 
     def log_summary(self, summary: dict, report: str, plot: Path) -> None:
@@ -109,7 +128,7 @@ class Tracker:
             mlflow.set_tags({"ratchet.stage": "compile", "ratchet.status": record.status,
                              "ratchet.reason": record.reason[:5000], "ratchet.backend": record.backend,
                              "ratchet.backend_version": record.backend_version[:500],
-                             "ratchet.hardware": self.spec.hardware.name, "ratchet.compiled_from": record.source or ""})
+                             "ratchet.hardware": self.run.hardware.name, "ratchet.compiled_from": record.source or ""})
             mlflow.log_params({"backend": record.backend, "spec_hash": self.spec_hash, "status": record.status,
                                **{f"setting.{k}": v for k, v in record.settings.items()}})
             if record.measurement is not None and record.measurement.rubric:
@@ -131,17 +150,19 @@ class Tracker:
         metrics.update(_flat("", m.rubric["tuning"].metrics()))
         mlflow.log_metrics(metrics)
         if m.artifacts_dir is not None:
-            for name in ("latencies.json", "result.json"):
+            for name in ("latencies.json", "job.result.json"):
                 if (m.artifacts_dir / name).exists():
                     mlflow.log_artifact(str(m.artifacts_dir / name), "benchmark")
 
     def _log_model(self, variant: Variant) -> str:
+        """The variant as a pyfunc model: its files, its description, and how it is served (hardware, shape)."""
         with tempfile.TemporaryDirectory() as tmp:
-            description = Path(tmp) / "variant.json"
+            description, serving = Path(tmp) / VARIANT_FILE, Path(tmp) / SERVING_FILE
             description.write_text(variant.model_dump_json(indent=1))
+            serving.write_text(json.dumps({"hardware": self.run.hardware.model_dump(), "shape": asdict(self.run.shape)}))
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(MODEL_CODE),
-                artifacts={"model": str(variant.path), "variant": str(description)},
+                artifacts={"model": str(variant.path), "variant": str(description), "serving": str(serving)},
                 pip_requirements=_pip_requirements(),
             )
         return info.model_uri
@@ -154,7 +175,7 @@ class Tracker:
         self.client.set_tag(self.parent_run_id, "ratchet.champion", final.champion.step)
         if not final.targets_met:
             return None
-        name, alias = self.spec.registry.model_name, self.spec.registry.alias
+        name, alias = self.registry.model_name, self.registry.alias
         variant = final.champion.variant
         # Same files run differently (e.g. under torch.compile) are a different model.
         digest = stable_hash([content_hash(variant.path), variant.runtime, variant.runtime_options])

@@ -26,7 +26,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hardware.benchmark.stats import bootstrap_ratio_ci
+from ratchet.hardware.benchmark.stats import bootstrap_ratio_ci
+from ratchet.hardware.parity import Parity
 
 Family = Literal["latency", "throughput", "cost", "memory", "size", "quality"]
 
@@ -143,6 +144,7 @@ class Evidence:
 
     metrics: dict[str, float | None]
     latencies_s: Sequence[float]
+    split: str = "tuning"  # where the quality metrics come from
 
 
 def _fmt(value: float | None) -> str:
@@ -206,19 +208,20 @@ def improvement_criterion(objective: str, candidate: Evidence, champion: Evidenc
     return GateCriterion(name, objective, value, 1.0, False, True, f"{objective}: {span}, {verdict}")
 
 
-def rubric_criteria(thresholds: dict[str, float], metrics: dict[str, float | None], split: str) -> list[GateCriterion]:
-    """Each rubric criterion must reach its own threshold."""
+def rubric_criteria(thresholds: dict[str, float], candidate: Evidence) -> list[GateCriterion]:
+    """Each rubric criterion must reach its own threshold (on the split the evidence comes from)."""
     out = []
     for name, threshold in thresholds.items():
-        value = metrics.get(name)
+        value = candidate.metrics.get(name)
         ok = value is not None and value >= threshold
         out.append(GateCriterion(f"rubric {name} >= {threshold:g}", name, value, threshold, ok, True,
-                                 f"{name} on {split} {_fmt(value)} {'>=' if ok else '<'} threshold {threshold:g}"))
+                                 f"{name} on {candidate.split} {_fmt(value)} {'>=' if ok else '<'} threshold {threshold:g}"))
     return out
 
 
-def parity_criteria(max_abs_diff: float, mean_cosine: float, max_abs_tol: float, min_cosine: float) -> list[GateCriterion]:
+def parity_criteria(parity: Parity, max_abs_tol: float, min_cosine: float) -> list[GateCriterion]:
     """A compiled artifact against its source's outputs, with the numbers in the reason (like optimum's export check)."""
+    max_abs_diff, mean_cosine = parity.max_abs_diff, parity.mean_cosine
     diff_ok, cos_ok = max_abs_diff <= max_abs_tol, mean_cosine >= min_cosine
     return [
         GateCriterion(f"parity max_abs_diff <= {max_abs_tol:g}", "parity_max_abs_diff", max_abs_diff, max_abs_tol, diff_ok,
@@ -228,24 +231,38 @@ def parity_criteria(max_abs_diff: float, mean_cosine: float, max_abs_tol: float,
     ]
 
 
-def decide(
-    stage: Stage,
-    targets: Sequence[TargetSpec],
-    thresholds: dict[str, float],
-    candidate: Evidence,
-    baseline: Evidence,
-    champion: Evidence | None,
-    objective: str,
-    noise: NoiseSpec,
-    split: str,
-    extra: Sequence[GateCriterion] = (),
-) -> GateDecision:
-    """Every criterion for one candidate at one stage (see the module docstring); ``extra`` adds parity."""
-    criteria = [*extra, *rubric_criteria(thresholds, candidate.metrics, split)]
-    for target in targets:
-        blocking = stage == "final" or metric_info(target.metric).family in STEP_BLOCKING
-        criteria.append(check_target(target, candidate, baseline, blocking, noise))
-    if stage != "final" and champion is not None:
-        versus = improvement_criterion(objective, candidate, champion, noise)
-        criteria.append(versus if stage == "step" else replace(versus, name=f"{objective} vs champion", blocking=False))
-    return GateDecision(stage, criteria)
+@dataclass(frozen=True)
+class GatePolicy:
+    """The spec's rules for judging a candidate, built once from it: targets, rubric thresholds, the objective
+    every step must improve, and how sure a speed-up must be. Each stage (see the module docstring) is a method."""
+
+    targets: tuple[TargetSpec, ...]
+    thresholds: dict[str, float]
+    objective: str
+    noise: NoiseSpec
+
+    def step(self, candidate: Evidence, baseline: Evidence, champion: Evidence) -> GateDecision:
+        """Quality, memory and size targets and the rubric thresholds must hold; the objective must improve on the
+        champion beyond noise. Latency and cost targets are recorded without blocking."""
+        criteria = self._criteria("step", candidate, baseline)
+        return GateDecision("step", [*criteria, improvement_criterion(self.objective, candidate, champion, self.noise)])
+
+    def final(self, candidate: Evidence, baseline: Evidence) -> GateDecision:
+        """Every target and rubric threshold on the final champion (held-out evidence)."""
+        return GateDecision("final", self._criteria("final", candidate, baseline))
+
+    def compile(self, candidate: Evidence, baseline: Evidence, champion: Evidence, parity: Parity,
+                max_abs_diff: float, min_cosine: float) -> GateDecision:
+        """Parity with the artifact's source within tolerances, quality/memory/size targets (held-out evidence);
+        its speed against the champion is recorded, not required."""
+        versus = improvement_criterion(self.objective, candidate, champion, self.noise)
+        return GateDecision("compile", [*parity_criteria(parity, max_abs_diff, min_cosine),
+                                        *self._criteria("compile", candidate, baseline),
+                                        replace(versus, name=f"{self.objective} vs champion", blocking=False)])
+
+    def _criteria(self, stage: Stage, candidate: Evidence, baseline: Evidence) -> list[GateCriterion]:
+        criteria = rubric_criteria(self.thresholds, candidate)
+        for target in self.targets:
+            blocking = stage == "final" or metric_info(target.metric).family in STEP_BLOCKING
+            criteria.append(check_target(target, candidate, baseline, blocking, self.noise))
+        return criteria

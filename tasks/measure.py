@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.rubric import RubricResult, RubricSpec, score_rubric
-from evals.scorers import EvalContext
-from evals.workload import SPLITS, Workload, WorkloadSpec
-from hardware.benchmark.stats import cost_per_1k
-from hardware.environments import EnvironmentBuildError, WorkerError, run_module
-from hardware.profile import HardwareSpec
-from tasks.gate import Evidence
-from tasks.variant import Variant, size_mb
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant, size_mb
+from ratchet.evals.rubric import RubricResult, RubricSpec, score_rubric
+from ratchet.evals.scorers import EvalContext
+from ratchet.evals.workloads import SPLITS, Workload, WorkloadSpec
+from ratchet.hardware.benchmark.stats import cost_per_1k
+from ratchet.hardware.environments import EnvironmentBuildError, WorkerError, run_module
+from ratchet.tasks.gate import Evidence
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -42,7 +42,7 @@ class Measurement:
 
     def evidence(self, split: str) -> Evidence:
         """Flat metrics with quality from ``split``, for the gate."""
-        return Evidence({**self.perf, **self.rubric[split].metrics()}, self.latencies_s)
+        return Evidence({**self.perf, **self.rubric[split].metrics()}, self.latencies_s, split)
 
     def summary_metrics(self, split: str = "tuning") -> dict[str, float | None]:
         return {**self.perf, **self.rubric[split].metrics()}
@@ -50,7 +50,7 @@ class Measurement:
 
 def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
                out_dir: Path, on_progress: ProgressFn | None = None) -> dict:
-    """Run ``hardware.benchmark.worker`` on ``variant``, in the variant's environment; return its ``result.json``."""
+    """Run ``ratchet.hardware.benchmark.worker`` on ``variant``, in the variant's environment; return its result."""
     job = {
         "variant": variant.model_dump(mode="json"),
         "out_dir": str(out_dir),
@@ -66,10 +66,9 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
     }
     report = (lambda msg: on_progress(msg["phase"], msg["done"], msg["total"])) if on_progress else None
     try:
-        run_module(variant.environment, "hardware.benchmark.worker", job, out_dir / "job.json", report)
+        return run_module(variant.environment, "ratchet.hardware.benchmark.worker", job, out_dir / "job.json", report)
     except (WorkerError, EnvironmentBuildError) as exc:
         raise MeasurementError(f"measurement of {variant.name!r} failed: {exc}") from None
-    return json.loads((out_dir / "result.json").read_text())
 
 
 def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardware: HardwareSpec) -> dict[str, float | None]:

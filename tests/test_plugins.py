@@ -1,14 +1,17 @@
-"""Tests for registry.plugins: the one name -> plugin table behind techniques, scorers and backends."""
+"""Tests for core.plugins: the one name -> plugin table behind techniques, scorers and backends."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from registry.plugins import Registry, UnknownPluginError, import_submodules, unknown_name_message
+from ratchet.core import plugins
+from ratchet.core.plugins import Registry, UnknownPluginError, load_plugins, unknown_name_message
 
 
 def _registry() -> Registry[object]:
@@ -108,15 +111,26 @@ def test_unknown_name_message_on_empty_registry() -> None:
         Registry("compile target").get("onnx")
 
 
-def test_import_submodules_registers_real_techniques_and_scorers() -> None:
-    """Importing the plugin packages fills the shared tables with the shipped plugins."""
-    import_submodules("tasks.techniques")
-    import_submodules("evals.scorers")
-    from evals.scorers import SCORERS
-    from tasks.techniques import TECHNIQUES
+def test_a_registry_loads_every_plugin_on_its_first_lookup() -> None:
+    """No caller imports plugin modules: the first lookup in any registry loads every plugin package."""
+    probe = textwrap.dedent("""
+        import sys
+        from ratchet.tasks.techniques import TECHNIQUES
+        before = "ratchet.tasks.techniques.cast" in sys.modules
+        names = TECHNIQUES.names()
+        print(before, "ratchet.tasks.techniques.cast" in sys.modules, "ratchet.evals.scorers.mrr" in sys.modules,
+              "cast" in names)
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "True", "True"], out.stderr
+
+
+def test_the_shipped_plugins_are_registered() -> None:
+    from ratchet.evals.scorers import SCORERS
+    from ratchet.tasks.techniques import TECHNIQUES
 
     assert {"int8_dynamic", "cast"} <= set(TECHNIQUES.names())
-    assert {"recall_at_k", "mrr", "fidelity_cosine"} <= set(SCORERS.names())
+    assert {"recall_at_k", "mrr", "fidelity_cosine", "accuracy", "label_agreement"} <= set(SCORERS.names())
     assert SCORERS.canonical("recall") == "recall_at_k"
     assert SCORERS.canonical("fidelity") == "fidelity_cosine"
     # Each registered technique carries a spec type whose kind tag is its registered name.
@@ -124,19 +138,18 @@ def test_import_submodules_registers_real_techniques_and_scorers() -> None:
         assert technique.spec_type.model_fields["kind"].default == name
 
 
-def test_import_submodules_is_idempotent() -> None:
-    """A second import of the same package must not trip the duplicate-name check."""
-    import_submodules("evals.scorers")
-    import_submodules("evals.scorers")
+def test_load_plugins_is_idempotent() -> None:
+    """A second load must not import (and register) the same modules again: no duplicate-name error."""
+    load_plugins()
+    load_plugins()
 
 
-def test_import_submodules_imports_new_module_and_skips_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_plugins_imports_every_module_of_a_plugin_package_and_skips_private(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Adding a plugin is adding one module; modules starting with '_' are helpers and not imported."""
     pkg = tmp_path / "ratchet_fake_plugins"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(
-        "from registry.plugins import Registry\nTHINGS = Registry('thing')\n"
-    )
+    (pkg / "__init__.py").write_text("from ratchet.core.plugins import Registry\nTHINGS = Registry('thing')\n")
     (pkg / "alpha.py").write_text(
         textwrap.dedent(
             """
@@ -150,9 +163,10 @@ def test_import_submodules_imports_new_module_and_skips_private(tmp_path: Path, 
     )
     (pkg / "_helper.py").write_text("raise RuntimeError('private helper module must not be imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "PLUGIN_PACKAGES", ("ratchet_fake_plugins",))
+    monkeypatch.setattr(plugins, "_loaded", False)
     try:
-        import_submodules("ratchet_fake_plugins")
-        things = sys.modules["ratchet_fake_plugins"].THINGS
+        things = importlib.import_module("ratchet_fake_plugins").THINGS
         assert things.names() == ["alpha"]
         assert things.get("a").__name__ == "Alpha"
         assert "ratchet_fake_plugins._helper" not in sys.modules

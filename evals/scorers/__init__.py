@@ -1,7 +1,9 @@
 """Rubric scorers: one module per scorer, registered by name in ``SCORERS``.
 
 A scorer turns a variant's outputs on the eval data into a value in [0, 1] plus
-per-example values keyed by example id (kept for inspection in MLflow).
+per-example values keyed by example id (kept for inspection in MLflow). Which
+scorers can judge which model's outputs is declared by the model task
+(``ratchet.core.model_tasks``), in one place.
 
 Hugging Face ``evaluate`` has no retrieval recall@k / MRR metric (its
 ``trec_eval`` needs the ``trectools`` package and fetches its script from the
@@ -16,8 +18,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from evals.workload import Workload
-from registry.plugins import Registry
+from ratchet.core.plugins import Registry
+from ratchet.evals.workloads import Workload
 
 
 class NoParams(BaseModel):
@@ -42,7 +44,6 @@ class ScoreResult:
 
 class Scorer(Protocol):
     params_type: ClassVar[type[BaseModel]]
-    tasks: ClassVar[tuple[str, ...]]  # model tasks whose outputs it can score
 
     def score(self, ctx: EvalContext, params: BaseModel) -> ScoreResult: ...
 

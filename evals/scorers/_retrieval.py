@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evals.scorers import EvalContext
+from ratchet.evals.scorers import EvalContext
 
 
 def answerable(ctx: EvalContext) -> list[int]:

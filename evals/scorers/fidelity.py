@@ -12,19 +12,13 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
-
-
-def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(min=1e-12)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(min=1e-12)
-    return (a * b).sum(axis=1)
+from ratchet.evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
+from ratchet.hardware.parity import row_cosines
 
 
 @SCORERS.register("fidelity_cosine", aliases=("fidelity",))
 class FidelityCosine:
     params_type: ClassVar[type[BaseModel]] = NoParams
-    tasks: ClassVar[tuple[str, ...]] = ("feature-extraction",)
 
     def score(self, ctx: EvalContext, params: NoParams) -> ScoreResult:
         idx = ctx.workload.split_indices(ctx.split)

@@ -6,14 +6,13 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
-from evals.scorers._retrieval import first_relevant_ranks
+from ratchet.evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
+from ratchet.evals.scorers._retrieval import first_relevant_ranks
 
 
 @SCORERS.register("mrr")
 class MRR:
     params_type: ClassVar[type[BaseModel]] = NoParams
-    tasks: ClassVar[tuple[str, ...]] = ("feature-extraction",)
 
     def score(self, ctx: EvalContext, params: NoParams) -> ScoreResult:
         rr = {qid: 1.0 / rank for qid, (rank, _) in first_relevant_ranks(ctx).items()}

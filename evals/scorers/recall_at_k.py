@@ -6,8 +6,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evals.scorers import SCORERS, EvalContext, ScoreResult
-from evals.scorers._retrieval import first_relevant_ranks
+from ratchet.evals.scorers import SCORERS, EvalContext, ScoreResult
+from ratchet.evals.scorers._retrieval import first_relevant_ranks
 
 
 class RecallParams(BaseModel):
@@ -18,7 +18,6 @@ class RecallParams(BaseModel):
 @SCORERS.register("recall_at_k", aliases=("recall",))
 class RecallAtK:
     params_type: ClassVar[type[BaseModel]] = RecallParams
-    tasks: ClassVar[tuple[str, ...]] = ("feature-extraction",)
 
     def score(self, ctx: EvalContext, params: RecallParams) -> ScoreResult:
         ranks = first_relevant_ranks(ctx)

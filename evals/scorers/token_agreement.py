@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
+from ratchet.evals.scorers import SCORERS, EvalContext, NoParams, ScoreResult
 
 PAD = -1
 
@@ -32,7 +32,6 @@ def agreement(candidate: np.ndarray, reference: np.ndarray) -> tuple[float, int]
 @SCORERS.register("token_agreement", aliases=("agreement",))
 class TokenAgreement:
     params_type: ClassVar[type[BaseModel]] = NoParams
-    tasks: ClassVar[tuple[str, ...]] = ("text-generation",)
 
     def score(self, ctx: EvalContext, params: NoParams) -> ScoreResult:
         idx = ctx.workload.split_indices(ctx.split)

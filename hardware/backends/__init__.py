@@ -3,7 +3,7 @@
 After the ratchet has found its champion, each ``compile`` target of the spec
 turns it into that backend's own artifact (files on disk, in the backend's
 format), which the shared benchmark and rubric then drive through a runtime
-registered in ``hardware.runtimes.RUNTIMES``. A backend is a small class:
+registered in ``ratchet.hardware.runtimes.RUNTIMES``. A backend is a small class:
 
 * ``preconditions(spec, hardware)``: what this machine must have that can be
   seen without importing the backend's package (an NVIDIA GPU, a Neuron
@@ -17,24 +17,27 @@ registered in ``hardware.runtimes.RUNTIMES``. A backend is a small class:
   backend's environment.
 
 A backend whose packages cannot share the pipeline's environment names an
-``Environment`` (``hardware.environments``); everything it runs (probe,
+``Environment`` (``ratchet.hardware.environments``); everything it runs (probe,
 compile, benchmark) then happens in a subprocess in that venv. Modules import
 their heavy packages inside functions, so every backend module imports
 anywhere, and a missing package is an availability reason, not an ImportError.
+What a traced or graph-based backend asks of its source is shared with the
+``onnx_export`` technique in ``ratchet.hardware.export``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hardware.environments import Environment
-from hardware.profile import HardwareSpec
-from registry.plugins import Availability, Registry
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.plugins import Registry
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.environments import Environment
 
 
 class ParitySpec(BaseModel):
@@ -89,43 +92,6 @@ class Backend(Protocol):
 
 
 BACKENDS: Registry[type[Backend]] = Registry("compile target")
-TRACED_TASKS = ("feature-extraction", "text-classification")
-
-
-def onnx_graph(source: Variant, opset: int, refuse_quantized: str | None = None) -> Availability:
-    """What backends that start from an ONNX graph need: an ONNX variant with its ``model.onnx`` (refused with
-    ``refuse_quantized`` as the reason when it is quantized and the backend cannot run that), or a PyTorch
-    variant that ``onnx_export`` can export first."""
-    from hardware.runtimes.onnx_runtime import MODEL_FILE
-    from tasks.techniques.onnx_export import OnnxExport, OnnxExportSpec
-
-    if source.runtime != "onnxruntime":
-        return OnnxExport().availability(OnnxExportSpec(opset=opset), source)
-    if refuse_quantized and source.traits.get("quantized"):
-        return Availability(False, refuse_quantized)
-    ok = (source.path / MODEL_FILE).is_file()
-    return Availability(ok, "" if ok else f"no {MODEL_FILE} in {source.path}")
-
-
-def graph_file(source: Variant, tokenizer: Any, scratch: Path, opset: int) -> Path:
-    """The source's ``model.onnx``, or (a PyTorch source) its export into ``scratch``."""
-    from hardware.runtimes.onnx_runtime import MODEL_FILE
-    from tasks.techniques.onnx_export import export
-
-    if source.runtime == "onnxruntime":
-        return source.path / MODEL_FILE
-    export(source, tokenizer, scratch / MODEL_FILE, opset)
-    return scratch / MODEL_FILE
-
-
-def traceable(target: str, source: Variant) -> Availability:
-    """What backends that trace a PyTorch model (TFLite, XLA, Neuron) need: a float, unquantized model of a task
-    whose head can be traced into the artifact."""
-    from tasks.techniques import source_check
-
-    if source.task not in TRACED_TASKS:
-        return Availability(False, f"{target} compiles tasks {TRACED_TASKS}, not {source.task!r}")
-    return source_check(target, source)
 
 
 def backend_for(target: str) -> Backend:

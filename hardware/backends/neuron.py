@@ -1,7 +1,7 @@
 """AWS Neuron (Inferentia2 / Trainium): the champion traced with ``torch_neuronx.trace`` for a NeuronCore.
 
 Neuron compiles one static shape, so the artifact takes ``batch`` rows of
-``sequence_length`` tokens (``hardware.runtimes.fixed_shape`` pads to it). The
+``sequence_length`` tokens (``ratchet.hardware.runtimes.fixed_shape`` pads to it). The
 Neuron SDK is distributed from AWS's own package index; the PyPI names
 (``torch-neuronx`` 1.0) are placeholders, so the environment names that
 index. It runs only on an instance with a Neuron device (``/dev/neuron0``);
@@ -19,13 +19,14 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
-from hardware.environments import declare
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import declare
+from ratchet.hardware.export import traceable
+from ratchet.hardware.runtimes import RUNTIMES, Shape
+from ratchet.hardware.runtimes.fixed_shape import in_fixed_batches, padded_inputs
 
 ENVIRONMENT = declare(
     "neuron",
@@ -70,7 +71,7 @@ class NeuronBackend:
         import torch_neuronx
         from transformers import AutoTokenizer
 
-        from tasks.techniques.onnx_export import with_head
+        from ratchet.hardware.tracing import with_head
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         names = list(tokenizer.model_input_names)

@@ -19,12 +19,14 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, graph_file, onnx_graph
-from hardware.environments import Environment
-from hardware.profile import HardwareSpec
-from hardware.runtimes.onnx_runtime import MODEL_FILE, OPTIMIZATION_LEVELS, ort_errors_as_runtime_errors
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import Environment
+from ratchet.hardware.export import graph_file, onnx_graph
+from ratchet.hardware.runtimes.onnx_runtime import MODEL_FILE, OPTIMIZATION_LEVELS, ort_errors_as_runtime_errors
+
 
 class OnnxRuntimeSpec(CompileSpec):
     target: Literal["onnxruntime"] = "onnxruntime"
@@ -59,13 +61,13 @@ class OnnxRuntimeBackend:
         return Availability(True, f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())})")
 
     def accepts(self, spec: OnnxRuntimeSpec, source: Variant) -> Availability:
-        return onnx_graph(source, spec.opset)
+        return onnx_graph("onnxruntime", source)
 
     def compile(self, spec: OnnxRuntimeSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        from hardware.runtimes.onnx_runtime import providers
+        from ratchet.hardware.runtimes.onnx_runtime import providers
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         provider = spec.provider_for(ctx.hardware)

@@ -32,12 +32,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, graph_file, onnx_graph
-from hardware.environments import Environment
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import Environment
+from ratchet.hardware.export import graph_file, onnx_graph
+from ratchet.hardware.runtimes import RUNTIMES, Shape
 
 IR_FILE = "model.xml"
 INSTALL = "pip install -e '.[openvino]' (openvino, nncf)"
@@ -73,7 +74,7 @@ class OpenVinoBackend:
     def accepts(self, spec: OpenVinoSpec, source: Variant) -> Availability:
         if spec.int8 and importlib.util.find_spec("nncf") is None:
             return Availability(False, f"int8 needs nncf ({INSTALL})")
-        return onnx_graph(source, spec.opset, refuse_quantized=(
+        return onnx_graph("openvino", source, refuse_quantized=(
             "OpenVINO runs a dynamically quantized ONNX graph's integer ops in float (measured slower than its fp32 "
             "IR); it compiles a float variant (int8: true quantizes with NNCF)"))
 

@@ -28,12 +28,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, onnx_graph
-from hardware.environments import declare
-from hardware.profile import HardwareSpec
-from hardware.runtimes.onnx_runtime import MODEL_FILE
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import declare
+from ratchet.hardware.export import onnx_graph
+from ratchet.hardware.runtimes.onnx_runtime import MODEL_FILE
 
 ENVIRONMENT = declare(
     "tensorrt",
@@ -86,20 +87,20 @@ class TensorRtBackend:
         if spec.precision == "int8":
             ok = source.runtime == "onnxruntime" and source.params.get("mode") == "static"
             return Availability(ok, "" if ok else "int8 engines need a static (QDQ) onnx_int8 variant")
-        return onnx_graph(source, spec.opset, refuse_quantized=(
+        return onnx_graph("tensorrt", source, refuse_quantized=(
             "a dynamically quantized ONNX graph has no TensorRT kernels; needs a float or a QDQ (static) graph"))
 
     def compile(self, spec: TensorRtSpec, source: Variant, out_dir: Path, ctx: CompileContext) -> Variant:
         from transformers import AutoTokenizer
 
-        from hardware.runtimes.onnx_runtime import OnnxPredictor
-        from tasks.techniques.onnx_export import export
+        from ratchet.hardware.runtimes import Shape, load_variant
+        from ratchet.hardware.tracing import export_onnx
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         if source.runtime == "onnxruntime":
             shutil.copy(source.path / MODEL_FILE, out_dir / MODEL_FILE)
         else:
-            export(source, tokenizer, out_dir / MODEL_FILE, spec.opset)
+            export_onnx(source, tokenizer, out_dir / MODEL_FILE, spec.opset)
         tokenizer.save_pretrained(out_dir)
         names = list(tokenizer.model_input_names)
         longest = ctx.sequence_length
@@ -119,7 +120,7 @@ class TensorRtBackend:
                                traits={"format": "onnx+tensorrt", "compiled_for": spec.target},
                                runtime="onnxruntime", runtime_options=runtime_options, environment=ENVIRONMENT.name)
         # One inference per shape profile builds the engines into the cache, at compile time.
-        predictor = OnnxPredictor(out_dir / MODEL_FILE, tokenizer, runtime_options, ctx.hardware, ctx.sequence_length)
+        predictor = load_variant(variant, ctx.hardware, Shape(ctx.sequence_length))
         predictor.predict(ctx.texts[:1])
         predictor.predict(ctx.texts[:8])
         return variant

@@ -29,13 +29,20 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
-from hardware.environments import declare
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.fixed_shape import SequenceBuckets, bucket_lengths, fitting_length, in_fixed_batches, padded_inputs
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import declare
+from ratchet.hardware.export import traceable
+from ratchet.hardware.runtimes import RUNTIMES, Shape
+from ratchet.hardware.runtimes.fixed_shape import (
+    SequenceBuckets,
+    bucket_lengths,
+    fitting_length,
+    in_fixed_batches,
+    padded_inputs,
+)
 
 ENVIRONMENT = declare(
     "litert",
@@ -83,7 +90,7 @@ class TfliteBackend:
         from litert_torch.generative.quantize import quant_recipes
         from transformers import AutoTokenizer
 
-        from tasks.techniques.onnx_export import with_head
+        from ratchet.hardware.tracing import with_head
 
         tokenizer = AutoTokenizer.from_pretrained(source.path)
         names = list(tokenizer.model_input_names)

@@ -31,13 +31,20 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from hardware.backends import BACKENDS, CompileContext, CompileSpec, traceable
-from hardware.environments import Environment
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.fixed_shape import SequenceBuckets, bucket_lengths, fitting_length, in_fixed_batches, padded_inputs
-from registry.plugins import Availability
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.backends import BACKENDS, CompileContext, CompileSpec
+from ratchet.hardware.environments import Environment
+from ratchet.hardware.export import traceable
+from ratchet.hardware.runtimes import RUNTIMES, Shape
+from ratchet.hardware.runtimes.fixed_shape import (
+    SequenceBuckets,
+    bucket_lengths,
+    fitting_length,
+    in_fixed_batches,
+    padded_inputs,
+)
 
 WEIGHTS_FILE = "weights.npz"
 INDEX_FILE = "buckets.json"
@@ -98,7 +105,7 @@ class XlaBackend:
         import jax.numpy as jnp
         from transformers import AutoTokenizer
 
-        from tasks.techniques.onnx_export import with_head
+        from ratchet.hardware.tracing import with_head
 
         torchax = _import_torchax()
         tokenizer = AutoTokenizer.from_pretrained(source.path)

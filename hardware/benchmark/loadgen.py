@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from hardware.benchmark.stats import LatencySummary, summarize
+from ratchet.hardware.benchmark.stats import LatencySummary, summarize
 
 Q = TypeVar("Q")
 SystemUnderTest = Callable[[Sequence[Q]], object]

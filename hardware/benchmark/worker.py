@@ -1,9 +1,9 @@
-"""Measure one variant in a process of its own: ``python -m hardware.benchmark.worker JOB.json``.
+"""Measure one variant in a process of its own: ``python -m ratchet.hardware.benchmark.worker JOB.json``.
 
 Running each variant in a fresh process keeps variants from disturbing each
 other (allocator state, compiled kernels, thread pools, peak RSS). The job (with the
 variant's description) and the results cross the boundary as files: ``job.json`` in; ``outputs.npz`` (the
-model's outputs on the eval inputs), ``latencies.json`` and ``result.json`` out.
+model's outputs on the eval inputs), ``latencies.json`` and ``job.result.json`` out.
 Progress goes to stdout as JSON lines so the parent can draw a bar.
 """
 
@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from hardware.benchmark.loadgen import Budget, Scenario, run_scenario
-from hardware.environments import emit
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from hardware.runtimes.length_buckets import LengthBucketed
-from registry.plugins import import_submodules
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.benchmark.loadgen import Budget, Scenario, run_scenario
+from ratchet.hardware.environments import emit, read_job, write_result
+from ratchet.hardware.runtimes import Shape, load_variant
 
 EVAL_BATCH = 32
 
@@ -65,13 +63,9 @@ def peak_rss_mb() -> float:
 
 
 def run(job: Job) -> dict:
-    for package in ("hardware.runtimes", "hardware.backends"):  # compile backends register their artifacts' runtimes
-        import_submodules(package)
     variant = job.variant
     t0 = time.perf_counter()
-    predictor = RUNTIMES.get(variant.runtime)().load(variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
-    if variant.runtime_options.get("length_buckets"):
-        predictor = LengthBucketed(predictor, variant.runtime_options["length_buckets"]["max_padding"])
+    predictor = load_variant(variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
     load_s = time.perf_counter() - t0
     outputs = {name: encode_all(predictor, texts, f"eval {name}") for name, texts in job.eval_inputs.items()}
     np.savez(job.out_dir / "outputs.npz", **outputs)
@@ -91,7 +85,6 @@ def run(job: Job) -> dict:
         "peak_device_mb": _peak_device_mb(job.hardware),
         "runs": {bs: {"summary": r["summary"], "truncated": r["truncated"]} for bs, r in runs.items()},
     }
-    (job.out_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -114,4 +107,5 @@ def _peak_device_mb(hardware: HardwareSpec) -> float | None:
 
 
 if __name__ == "__main__":
-    run(Job.model_validate_json(Path(sys.argv[1]).read_text()))
+    job_path, job = read_job(sys.argv)
+    write_result(job_path, run(Job.model_validate(job)))

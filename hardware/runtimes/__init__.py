@@ -1,9 +1,12 @@
 """Runtimes: how a variant's folder becomes something that answers requests.
 
-The benchmark and the rubric drive every variant through the same
-``Predictor`` (texts in, a numpy array out), whatever engine runs it: PyTorch
-here, compiled backends later. A runtime is picked by the variant's
-``runtime`` field, through the ``RUNTIMES`` registry.
+The benchmark, the compile stage and the MLflow model drive every variant
+through the same ``Predictor`` (texts in, a numpy array out), whatever engine
+runs it: PyTorch, ONNX Runtime, or a compile backend's own runtime. A runtime
+is picked by the variant's ``runtime`` field through the ``RUNTIMES``
+registry, and ``load_variant`` is the one way to load a variant: runtime,
+serving options (length-bucketed batches) and the workload's shape together,
+so a registered champion is served exactly as it was measured.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Protocol
 
 import numpy as np
 
-from hardware.profile import HardwareSpec
-from registry.plugins import Registry
-from tasks.variant import Variant
+from ratchet.core.plugins import Registry
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,14 @@ class Runtime(Protocol):
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")
+
+
+def load_variant(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Predictor:
+    """The variant's runtime, loaded for ``hardware`` and ``shape``, with the serving options the variant records."""
+    predictor = RUNTIMES.get(variant.runtime)().load(variant, hardware, shape)
+    buckets = variant.runtime_options.get("length_buckets")
+    if buckets:
+        from ratchet.hardware.runtimes.length_buckets import LengthBucketed
+
+        predictor = LengthBucketed(predictor, buckets["max_padding"])
+    return predictor

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hardware.runtimes import Predictor
+from ratchet.hardware.runtimes import Predictor
 
 
 def buckets(lengths: Sequence[int], max_padding: float) -> list[list[int]]:

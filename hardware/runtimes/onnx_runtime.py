@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes import RUNTIMES, Shape
 
 MODEL_FILE = "model.onnx"
 

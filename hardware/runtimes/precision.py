@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # imported where it runs: the runtimes load with every plugin lookup
+    import torch
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = ("fp16", "bf16")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``fp16`` / ``bf16`` as torch's dtype."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def apply_mixed_precision(model: torch.nn.Module, dtype: str, keep_fp32: list[str]) -> torch.nn.Module:
@@ -24,12 +32,14 @@ def apply_mixed_precision(model: torch.nn.Module, dtype: str, keep_fp32: list[st
     Also what a runtime calls after ``from_pretrained`` (which loads one dtype for all tensors);
     load in float32 first so the kept weights were never rounded.
     """
+    import torch
+
     kept = modules_matching(model, keep_fp32)
-    model.to(DTYPES[dtype])
+    model.to(torch_dtype(dtype))
     for module in kept.values():
         module.float()
         module.register_forward_pre_hook(_inputs_to(torch.float32), with_kwargs=True)
-        module.register_forward_hook(_outputs_to(DTYPES[dtype]))
+        module.register_forward_hook(_outputs_to(torch_dtype(dtype)))
     return model
 
 
@@ -60,6 +70,8 @@ def modules_matching(model: torch.nn.Module, patterns: list[str], field: str = "
 
 
 def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.to(dtype) if value.is_floating_point() else value
     if isinstance(value, (tuple, list)):

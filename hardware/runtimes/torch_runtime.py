@@ -6,57 +6,40 @@ runtime module, also in isolated environments that have no PyTorch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hardware.profile import HardwareSpec
-from hardware.runtimes import RUNTIMES, Shape
-from tasks.variant import Variant
+from ratchet.core.model_tasks import model_task
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes import RUNTIMES, Shape
 
 if TYPE_CHECKING:
     import torch
 
 
-def mean_pooled(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Sentence embedding as sentence-transformers computes it for MiniLM: masked mean, L2-normalised."""
-    import torch
-
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    summed = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(summed.float(), dim=-1)
-
-
 def load_hf_model(variant: Variant, **kwargs: object) -> torch.nn.Module:
-    """The variant's model class for its task, from safetensors only (``kwargs`` go to ``from_pretrained``).
+    """The variant's model, with the Auto class its task declares, from safetensors only (``kwargs`` go to
+    ``from_pretrained``).
 
     A mixed-precision variant is loaded in float32 and split again (``precision``), because
     ``from_pretrained`` gives every tensor one dtype.
     """
     import torch
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
+    import transformers
 
-    from hardware.runtimes.precision import apply_mixed_precision
+    from ratchet.hardware.runtimes.precision import apply_mixed_precision
 
-    classes = {"feature-extraction": AutoModel, "text-classification": AutoModelForSequenceClassification,
-               "text-generation": AutoModelForCausalLM}
-    if variant.task not in classes:
-        raise NotImplementedError(f"the torch runtime does not serve task {variant.task!r} yet")
+    auto_class = getattr(transformers, model_task(variant.task).auto_class)
     mixed = variant.runtime_options.get("mixed_precision")
     if mixed:
         kwargs = {**kwargs, "dtype": torch.float32}
-    model = classes[variant.task].from_pretrained(
+    model = auto_class.from_pretrained(
         variant.path, use_safetensors=True, trust_remote_code=variant.trust_remote_code, **kwargs
     ).eval()
     return apply_mixed_precision(model, mixed["dtype"], mixed["keep_fp32"]) if mixed else model
-
-
-# What each task reads off the model output; new tasks add a row.
-TASK_HEADS: dict[str, Callable[[object, dict[str, torch.Tensor]], torch.Tensor]] = {
-    "feature-extraction": lambda out, enc: mean_pooled(out.last_hidden_state, enc["attention_mask"]),
-    "text-classification": lambda out, enc: out.logits.float().softmax(dim=-1),
-}
 
 
 class TorchPredictor:
@@ -74,7 +57,7 @@ class TorchPredictor:
         options = variant.runtime_options
         self.model = torch.compile(model, mode=options.get("compile_mode", "default"),
                                    dynamic=options.get("compile_dynamic", True)) if options.get("compile") else model
-        self.head = TASK_HEADS.get(variant.task)  # None for text-generation, which generates instead
+        self.head = model_task(variant.task).head  # None for a task that generates instead
         self.sequence_length = sequence_length
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
@@ -130,6 +113,6 @@ class TorchRuntime:
 
         if hardware.threads:
             torch.set_num_threads(hardware.threads)
-        if variant.task == "text-generation":
+        if not model_task(variant.task).traceable:  # no head: the task generates text
             return TorchGenerator(variant, shape, hardware.device)
         return TorchPredictor(variant, shape.sequence_length, hardware.device)

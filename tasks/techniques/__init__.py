@@ -17,29 +17,12 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hardware.profile import HardwareSpec
-from registry.plugins import Availability, Registry
-from tasks.variant import Variant
-
+from ratchet.core.availability import Availability
+from ratchet.core.plugins import Registry
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
 
 MAX_SEARCH_CANDIDATES = 8
-RUNTIME_NAMES = {"torch": "a PyTorch variant", "onnxruntime": "an ONNX variant (run onnx_export first)"}
-
-
-def source_check(kind: str, source: Variant, *, runtime: str = "torch", float32: bool = True) -> Availability:
-    """What most techniques ask of the champion: the right runtime, unquantized and (``float32``) fp32 weights.
-
-    One place for these reasons, so every technique words them the same way.
-    """
-    if source.runtime != runtime:
-        return Availability(False, f"{kind} needs {RUNTIME_NAMES.get(runtime, f'a {runtime} variant')}, "
-                                   f"the champion runs on {source.runtime!r}")
-    if source.traits.get("quantized"):
-        return Availability(False, f"{kind} needs float weights, the champion is already quantized "
-                                   f"({source.traits['quantized']})")
-    if float32 and source.traits.get("dtype", "fp32") != "fp32":
-        return Availability(False, f"{kind} needs float32 weights, the champion is {source.traits['dtype']}")
-    return Availability(True)
 
 
 class TechniqueSpec(BaseModel):

@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
-from hardware.environments import declare
-from tasks.techniques import Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.techniques._training import read_model_config
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.hardware.environments import declare
+from ratchet.tasks.techniques import TechniqueContext, TechniqueSpec
+from ratchet.tasks.techniques._training import read_model_config
 
 ENVIRONMENT = declare(
     "gptqmodel",

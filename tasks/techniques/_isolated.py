@@ -10,18 +10,16 @@ some quantization libraries write logs into it.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from hardware.environments import emit, run_module
-from hardware.profile import HardwareSpec
-from registry.plugins import import_submodules
-from tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
-from tasks.variant import Variant
+from ratchet.core.profile import HardwareSpec
+from ratchet.core.variant import Variant
+from ratchet.hardware.environments import emit, read_job, run_module, write_result
+from ratchet.tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
 
-MODULE = "tasks.techniques._isolated"
+MODULE = "ratchet.tasks.techniques._isolated"
 
 
 def apply(technique: Technique, spec: TechniqueSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
@@ -32,16 +30,14 @@ def apply(technique: Technique, spec: TechniqueSpec, source: Variant, out_dir: P
     job = {"kind": spec.kind, "spec": spec.model_dump(mode="json"), "source": source.model_dump(mode="json"),
            "out_dir": str(out_dir), "texts": ctx.texts, "sequence_length": ctx.sequence_length,
            "hardware": ctx.hardware.model_dump()}
-    job_path = out_dir.parent / f"{out_dir.name}.job.json"
     with tempfile.TemporaryDirectory(prefix="ratchet-technique-") as scratch:
-        run_module(env.name, MODULE, job, job_path, on_message=lambda m: ctx.progress(m["phase"], m["done"], m["total"]),
-                   cwd=Path(scratch))
-    return Variant.model_validate_json(job_path.with_name(job_path.name.removesuffix(".json") + ".result.json").read_text())
+        made = run_module(env.name, MODULE, job, out_dir.parent / f"{out_dir.name}.job.json",
+                          on_message=lambda m: ctx.progress(m["phase"], m["done"], m["total"]), cwd=Path(scratch))
+    return Variant.model_validate(made)
 
 
-def _main(job_path: Path) -> None:
-    import_submodules("tasks.techniques")
-    job = json.loads(job_path.read_text())
+def _main(argv: list[str]) -> None:
+    job_path, job = read_job(argv)
     technique = technique_for(job["kind"])
     spec = type(technique).spec_type.model_validate(job["spec"])
 
@@ -50,8 +46,8 @@ def _main(job_path: Path) -> None:
 
     ctx = TechniqueContext(job["texts"], job["sequence_length"], HardwareSpec(**job["hardware"]), report)
     variant = technique.apply(spec, Variant.model_validate(job["source"]), Path(job["out_dir"]), ctx)
-    job_path.with_name(job_path.name.removesuffix(".json") + ".result.json").write_text(variant.model_dump_json())
+    write_result(job_path, variant.model_dump(mode="json"))
 
 
 if __name__ == "__main__":
-    _main(Path(sys.argv[1]))
+    _main(sys.argv)

@@ -32,26 +32,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
-from hardware.runtimes.torch_runtime import load_hf_model, mean_pooled
-from tasks.techniques import Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.model_tasks import MODEL_TASKS, model_task
+from ratchet.core.model_tasks.feature_extraction import mean_pooled
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TechniqueContext, TechniqueSpec
 
-Loss = Literal["cosine", "hidden_mse", "kl"]
+if TYPE_CHECKING:  # torch is imported where it runs: technique modules load with every spec validation
+    import torch
+
+Loss = Literal["cosine", "hidden_mse", "kl"]  # which fit a task: its ``losses`` (ratchet.core.model_tasks)
 ProgressFn = Callable[[int, int], None]
 POOL_BATCHES = 8
-StepHook = Callable[[torch.nn.Module], None]
-
-# Which losses make sense for which task: what the task's rubric reads off the model.
-TASK_LOSSES: dict[str, tuple[str, ...]] = {
-    "feature-extraction": ("cosine", "hidden_mse"),
-    "text-classification": ("kl",),
-}
+StepHook = Callable[[Any], None]  # called with the student after every optimizer step
 
 
 @dataclass(frozen=True)
@@ -117,8 +114,11 @@ def match_teacher(
     a deterministic function, and in a run of a few hundred steps dropout would
     only add noise to what little signal there is.
     """
-    if settings.loss not in TASK_LOSSES.get(task, ()):
-        raise ValueError(f"loss {settings.loss!r} does not fit task {task!r} (fits: {TASK_LOSSES.get(task, ())})")
+    import torch
+
+    fits = model_task(task).losses
+    if settings.loss not in fits:
+        raise ValueError(f"loss {settings.loss!r} does not fit task {task!r} (fits: {fits})")
     clock = _Clock(settings.time_budget_s)
     if not texts:
         return TrainResult(0, 0.0, "no_texts")
@@ -194,6 +194,8 @@ def _length_bucketed_batches(lengths: list[int], batch_size: int, seed: int) -> 
     on the support-FAQ texts (4 to 76 tokens) this halves the padded tokens
     per epoch, and a step costs what its tokens cost.
     """
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     pool = batch_size * POOL_BATCHES
     while True:
@@ -220,6 +222,8 @@ class _TeacherTargets:
         self.memo: dict[int, torch.Tensor] = {}
 
     def get(self, index: list[int], enc: dict[str, torch.Tensor]) -> torch.Tensor:
+        import torch
+
         missing = [k for k, i in enumerate(index) if i not in self.memo]
         if missing:
             with torch.no_grad():
@@ -240,6 +244,8 @@ class _TeacherTargets:
 
 def _loss(settings: TrainSettings, out: object, target: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
     """The distance the rubric cares about, between student output and teacher target."""
+    import torch.nn.functional as F
+
     mask = enc["attention_mask"]
     if settings.loss == "cosine":
         return (1 - (mean_pooled(out.last_hidden_state, mask) * target).sum(dim=-1)).mean()
@@ -266,6 +272,8 @@ def statistics_pass(model: torch.nn.Module, tokenizer: object, texts: list[str],
     holds its real (non-padding) token positions. Texts go in length order, so batches carry little
     padding. Returns how many real tokens went through; the hooks are removed whatever happens.
     """
+    import torch
+
     if not texts:
         raise ValueError("ranking by activations needs the workload's tuning texts, and there are none")
     texts = sorted(texts[:: math.ceil(len(texts) / MAX_STAT_TEXTS)], key=len)
@@ -316,8 +324,9 @@ def fp32_encoder_availability(kind: str, source: Variant) -> Availability:
     available = source_check(kind, source)
     if not available.ok:
         return available
-    if source.task not in TASK_LOSSES:
-        return Availability(False, f"{kind} supports tasks {sorted(TASK_LOSSES)}, not {source.task!r}")
+    if not model_task(source.task).losses:
+        trainable = sorted(name for name, task in MODEL_TASKS.items() if task.losses)
+        return Availability(False, f"{kind} supports tasks {trainable}, not {source.task!r}")
     model_type = read_model_config(source.path).get("model_type")
     if model_type not in ENCODER_MODEL_TYPES:
         return Availability(False, f"{kind} supports model types {ENCODER_MODEL_TYPES}, not {model_type!r}")
@@ -339,7 +348,7 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 def default_loss(task: str) -> Loss:
     """The loss that matches what the task's rubric reads: the embedding, or the class distribution."""
-    return TASK_LOSSES[task][0]
+    return model_task(task).losses[0]
 
 
 class RecoverySpec(TechniqueSpec):
@@ -362,6 +371,8 @@ def recover(student: torch.nn.Module, source: Variant, ctx: TechniqueContext, sp
     Returns what the fine-tune did, as params for the variant (empty when it did not run).
     """
     from transformers import AutoTokenizer
+
+    from ratchet.hardware.runtimes.torch_runtime import load_hf_model
 
     settings = spec.recovery_settings(source.task)
     if settings is None:

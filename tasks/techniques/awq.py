@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, TechniqueSpec
-from tasks.techniques._gptqmodel import GptqModelSpec, GptqModelTechnique
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueSpec
+from ratchet.tasks.techniques._gptqmodel import GptqModelSpec, GptqModelTechnique
 
 
 class AwqSpec(GptqModelSpec):

@@ -19,10 +19,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from hardware.runtimes.precision import DTYPES, apply_mixed_precision
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.precision import apply_mixed_precision, torch_dtype
+from ratchet.hardware.runtimes.torch_runtime import load_hf_model
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
+
 
 class CastSpec(TechniqueSpec):
     kind: Literal["cast"] = "cast"
@@ -57,7 +59,7 @@ class Cast:
             apply_mixed_precision(model, spec.dtype, spec.keep_fp32)
             options = {**options, "mixed_precision": {"dtype": spec.dtype, "keep_fp32": spec.keep_fp32}}
         else:
-            model = model.to(DTYPES[spec.dtype])
+            model = model.to(torch_dtype(spec.dtype))
         model.save_pretrained(out_dir)
         _copy_tokenizer(source.path, out_dir)
         return source.child(spec.label, out_dir, "cast", spec.settings(), traits={"dtype": spec.dtype},

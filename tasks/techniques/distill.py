@@ -31,15 +31,15 @@ import math
 import shutil
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import (
-    TASK_LOSSES,
+from ratchet.core.availability import Availability
+from ratchet.core.model_tasks import model_task
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
+from ratchet.tasks.techniques._training import (
     TrainSettings,
     default_loss,
     encoder_layers,
@@ -47,7 +47,9 @@ from tasks.techniques._training import (
     match_teacher,
     read_model_config,
 )
-from tasks.variant import Variant
+
+if TYPE_CHECKING:  # imported where it runs: technique modules load with every spec validation
+    import torch
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -100,6 +102,8 @@ def chosen_layers(spec: DistillSpec, teacher_layers: int) -> list[int]:
 
 def make_student(teacher: torch.nn.Module, keep: list[int]) -> torch.nn.Module:
     """A copy of ``teacher`` with only the blocks ``keep``, its config saying so (so it reloads)."""
+    import torch
+
     student = copy.deepcopy(teacher)
     student.base_model.encoder.layer = torch.nn.ModuleList(encoder_layers(student)[i] for i in keep)
     student.config.num_hidden_layers = len(keep)
@@ -127,7 +131,7 @@ class Distill:
         available = fp32_encoder_availability("distill", source)
         if not available.ok:
             return available
-        fits = TASK_LOSSES[source.task]
+        fits = model_task(source.task).losses
         if spec.loss is not None and spec.loss not in fits:
             return Availability(False, f"loss {spec.loss!r} does not fit task {source.task!r} (fits: {fits})")
         try:
@@ -138,6 +142,8 @@ class Distill:
 
     def apply(self, spec: DistillSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         from transformers import AutoTokenizer
+
+        from ratchet.hardware.runtimes.torch_runtime import load_hf_model
 
         teacher = load_hf_model(source)
         keep = chosen_layers(spec, teacher.config.num_hidden_layers)

@@ -18,8 +18,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 MIN_CAPABILITY = (8, 9)
 
@@ -66,7 +67,7 @@ class Fp8:
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
         from transformers import AutoTokenizer, TorchAoConfig
 
-        from hardware.runtimes.torch_runtime import load_hf_model
+        from ratchet.hardware.runtimes.torch_runtime import load_hf_model
 
         granularity = PerRow() if spec.granularity == "row" else PerTensor()
         config = Float8DynamicActivationFloat8WeightConfig(granularity=granularity)

@@ -14,8 +14,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 
 class Int8DynamicSpec(TechniqueSpec):
@@ -40,7 +41,7 @@ class Int8Dynamic:
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
         from transformers import AutoTokenizer, TorchAoConfig
 
-        from hardware.runtimes.torch_runtime import load_hf_model
+        from ratchet.hardware.runtimes.torch_runtime import load_hf_model
 
         config = Int8WeightOnlyConfig() if spec.weight_only else Int8DynamicActivationInt8WeightConfig()
         model = load_hf_model(source, quantization_config=TorchAoConfig(config))

@@ -1,7 +1,7 @@
 """Padding-aware batching as a step: the champion's batches split into similar-length sub-batches.
 
 No weights change: the candidate is the champion's own folder with a runtime
-option (``hardware.runtimes.length_buckets``), for any runtime. It only acts
+option (``ratchet.hardware.runtimes.length_buckets``), for any runtime. It only acts
 on batches of two or more, so it can win only where the objective is measured
 on batched traffic (a workload whose first batch size is above one, or the
 offline scenario); at batch 1 the gate sees no speed-up and says so.
@@ -14,10 +14,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.variant import Variant
-
-TASKS = ("feature-extraction", "text-classification")
+from ratchet.core.availability import Availability
+from ratchet.core.model_tasks import model_task
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 
 class LengthBucketsSpec(TechniqueSpec):
@@ -30,8 +30,9 @@ class LengthBuckets:
     spec_type: ClassVar[type[TechniqueSpec]] = LengthBucketsSpec
 
     def availability(self, spec: LengthBucketsSpec, source: Variant) -> Availability:
-        if source.task not in TASKS:
-            return Availability(False, f"length_buckets splits batches of {TASKS}, not {source.task!r}")
+        if not model_task(source.task).traceable:
+            return Availability(False, f"length_buckets splits batches of one row per text, and {source.task!r} "
+                                       "generates text instead")
         if source.runtime_options.get("length_buckets"):
             return Availability(False, "the champion already splits its batches by length")
         return Availability(True)

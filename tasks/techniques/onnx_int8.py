@@ -34,9 +34,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hardware.runtimes.onnx_runtime import MODEL_FILE, OnnxPredictor, ort_errors_as_runtime_errors
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.hardware.parity import mean_cosine
+from ratchet.hardware.runtimes.onnx_runtime import MODEL_FILE, OnnxPredictor, ort_errors_as_runtime_errors
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 # Op types each mode can quantize on a transformer graph (unfused or fused by onnx_export's fusion).
 DYNAMIC_OPS = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization")
@@ -123,7 +125,11 @@ def quantizer(spec: OnnxInt8Spec, source: Variant, tokenizer: Any, ctx: Techniqu
     """``quantize(nodes_to_keep_float, dst)`` for this spec: the one call the fallback repeats."""
     import onnx
     from onnxruntime.quantization import (
-        CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
     )
 
     types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -205,13 +211,6 @@ class Fidelity:
     def _outputs(self, model: Path) -> np.ndarray:
         predictor = self.predictor(model)
         return np.concatenate([predictor.predict(self.texts[i : i + EVAL_BATCH]) for i in range(0, len(self.texts), EVAL_BATCH)])
-
-
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Row-wise cosine, averaged (rows are embeddings or class probabilities)."""
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True).clip(1e-12)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True).clip(1e-12)
-    return float((a * b).sum(axis=-1).mean())
 
 
 class FallbackSearch:

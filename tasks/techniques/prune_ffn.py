@@ -42,17 +42,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import (
-    ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover, statistics_pass,
+from ratchet.core.availability import Availability
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.torch_runtime import load_hf_model
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
+from ratchet.tasks.techniques._training import (
+    ProgressFn,
+    RecoverySpec,
+    encoder_layers,
+    fp32_encoder_availability,
+    recover,
+    statistics_pass,
 )
-from tasks.variant import Variant
+
+if TYPE_CHECKING:  # imported where it runs: technique modules load with every spec validation
+    import torch
 
 
 
@@ -63,6 +71,8 @@ class PruneFfnSpec(RecoverySpec):
 
 def linear_params(model: torch.nn.Module) -> int:
     """Weights of the blocks' Linear layers: 2x this is the multiply-add FLOPs per token they cost."""
+    import torch
+
     return sum(m.weight.numel() for layer in encoder_layers(model) for m in layer.modules()
                if isinstance(m, torch.nn.Linear))
 
@@ -78,6 +88,8 @@ class NeuronStats:
 def activation_stats(model: torch.nn.Module, tokenizer: object, texts: list[str], sequence_length: int,
                      progress: ProgressFn) -> list[NeuronStats]:
     """Each FFN neuron's activation on every real token of (a sample of) the tuning texts."""
+    import torch
+
     layers = encoder_layers(model)
     sums = [torch.zeros(2, layer.intermediate.dense.out_features, dtype=torch.float64) for layer in layers]
 
@@ -99,6 +111,7 @@ def _stats(total: torch.Tensor, square: torch.Tensor, tokens: int) -> NeuronStat
 
 def drop_neurons(model: torch.nn.Module, stats: list[NeuronStats], keep: int) -> None:
     """Keep the ``keep`` most important neurons of every block's FFN; fold the rest's mean output into the bias."""
+    import torch
     from transformers.pytorch_utils import prune_linear_layer
 
     for layer, neuron in zip(encoder_layers(model), stats):

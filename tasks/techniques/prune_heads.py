@@ -27,19 +27,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field
 
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import (
-    ProgressFn, RecoverySpec, encoder_layers, fp32_encoder_availability, recover, statistics_pass,
+from ratchet.core.availability import Availability
+from ratchet.core.variant import Variant
+from ratchet.hardware.export import traceable
+from ratchet.hardware.runtimes.onnx_runtime import MODEL_FILE
+from ratchet.hardware.runtimes.torch_runtime import load_hf_model
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
+from ratchet.tasks.techniques._training import (
+    ProgressFn,
+    RecoverySpec,
+    encoder_layers,
+    fp32_encoder_availability,
+    recover,
+    statistics_pass,
 )
-from tasks.techniques.onnx_export import MODEL_FILE, OUTPUT_NAMES, export_module
-from tasks.techniques.prune_ffn import linear_params
-from tasks.variant import Variant
+from ratchet.tasks.techniques.prune_ffn import linear_params
+
+if TYPE_CHECKING:  # imported where it runs: technique modules load with every spec validation
+    import torch
 
 
 class PruneHeadsSpec(RecoverySpec):
@@ -59,6 +68,8 @@ class HeadStats:
 def head_stats(model: torch.nn.Module, tokenizer: object, texts: list[str], sequence_length: int,
                progress: ProgressFn) -> list[HeadStats]:
     """Every head's contribution to its block's output, on every real token of (a sample of) the tuning texts."""
+    import torch
+
     layers = encoder_layers(model)
     heads = layers[0].attention.self.num_attention_heads
     hidden = layers[0].attention.output.dense.out_features
@@ -101,6 +112,7 @@ def heads_to_keep(stats: list[HeadStats], ratio: float) -> list[list[int]]:
 
 def drop_heads(model: torch.nn.Module, stats: list[HeadStats], keep: list[list[int]]) -> None:
     """Shrink each block's attention to ``keep``; the removed heads' mean contribution goes into the output bias."""
+    import torch
     from transformers.pytorch_utils import prune_linear_layer
 
     for layer, block_stats, kept in zip(encoder_layers(model), stats, keep):
@@ -124,9 +136,7 @@ class PruneHeads:
 
     def availability(self, spec: PruneHeadsSpec, source: Variant) -> Availability:
         available = fp32_encoder_availability("prune_heads", source)
-        if available.ok and source.task not in OUTPUT_NAMES:
-            return Availability(False, f"prune_heads exports tasks {sorted(OUTPUT_NAMES)}, not {source.task!r}")
-        return available
+        return traceable("prune_heads", source) if available.ok else available
 
     def apply(self, spec: PruneHeadsSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         from transformers import AutoTokenizer
@@ -138,6 +148,8 @@ class PruneHeads:
         keep = heads_to_keep(stats, spec.ratio)
         drop_heads(model, stats, keep)
         recovery = recover(model, source, ctx, spec)
+        from ratchet.hardware.tracing import export_module
+
         export_module(model.eval(), source.task, tokenizer, out_dir / MODEL_FILE, spec.opset)
         tokenizer.save_pretrained(out_dir)
         params = {**spec.settings(), "heads_before": sum(len(s.importance) for s in stats),

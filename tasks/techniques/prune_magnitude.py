@@ -27,16 +27,18 @@ optimizer step, so the sparsity pattern survives training.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
 from pydantic import Field
-from torch.nn.utils import prune
 
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.techniques._training import RecoverySpec, encoder_layers, fp32_encoder_availability, recover
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.torch_runtime import load_hf_model
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
+from ratchet.tasks.techniques._training import RecoverySpec, encoder_layers, fp32_encoder_availability, recover
+
+if TYPE_CHECKING:  # imported where it runs: technique modules load with every spec validation
+    import torch
 
 
 class PruneMagnitudeSpec(RecoverySpec):
@@ -47,11 +49,15 @@ class PruneMagnitudeSpec(RecoverySpec):
 
 def block_linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
     """Every Linear inside the transformer blocks (embeddings, pooler and task head are left alone)."""
+    import torch
+
     return [m for layer in encoder_layers(model) for m in layer.modules() if isinstance(m, torch.nn.Linear)]
 
 
 def prune_l1(linears: list[torch.nn.Linear], sparsity: float, scope: str) -> None:
     """Zero the smallest weights, then drop the masks so the zeros are plain weights."""
+    from torch.nn.utils import prune
+
     if scope == "global":
         prune.global_unstructured([(m, "weight") for m in linears], pruning_method=prune.L1Unstructured, amount=sparsity)
     else:
@@ -69,6 +75,8 @@ def measured_sparsity(linears: list[torch.nn.Linear]) -> tuple[int, int]:
 
 def keep_zeros(linears: list[torch.nn.Linear]):
     """A training hook that puts the pruned zeros back after each optimizer step."""
+    import torch
+
     masks = [(m, m.weight != 0) for m in linears]
 
     def apply(_: torch.nn.Module) -> None:

@@ -13,8 +13,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec
-from tasks.variant import Variant
+from ratchet.core.availability import Availability
+from ratchet.core.variant import Variant
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 
 class TorchCompileSpec(TechniqueSpec):

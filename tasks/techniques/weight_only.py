@@ -31,13 +31,13 @@ import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import torch
 from pydantic import Field, model_validator
 
-from hardware.runtimes.precision import modules_matching, name_regex
-from hardware.runtimes.torch_runtime import load_hf_model
-from tasks.techniques import TECHNIQUES, Availability, TechniqueContext, TechniqueSpec, source_check
-from tasks.variant import Variant
+from ratchet.core.availability import Availability, source_check
+from ratchet.core.variant import Variant
+from ratchet.hardware.runtimes.precision import modules_matching, name_regex
+from ratchet.hardware.runtimes.torch_runtime import load_hf_model
+from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
 Library = Literal["torchao", "bitsandbytes"]
 # Measured best per bit width (module docstring).
@@ -123,6 +123,8 @@ class WeightOnly:
 
 def quantization_config(spec: WeightOnlySpec) -> Any:
     """The transformers quantization config for the spec (transformers then saves it with the weights)."""
+    import torch
+
     # transformers matches these from a name's start or as a suffix of a *parameter* name (torchao), so a bare
     # "intermediate.dense" would never match "...intermediate.dense.weight"; anchor them as cast's keep_fp32 is.
     skip = [name_regex(p) for p in spec.skip_modules] or None  # None keeps each library's defaults (an output head)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class HardwareSpec(BaseModel):
     """Where variants are measured; ``price_per_hour`` turns throughput into cost."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("local-cpu", description="Label recorded with every measurement and cache key.")
     device: Literal["cpu", "cuda"] = "cpu"

@@ -1,7 +1,7 @@
 """Side-by-side benchmark: PyTorch fp32, each technique alone, reference recipes and the ratchet's
 champion, measured in one run on one workload.
 
-    python -m hardware.benchmark.compare [SPEC] [--quick] [--only NAME ...] [--champion-of SPEC] [--markdown]
+    python -m ratchet.flows.benchmarks.compare [SPEC] [--quick] [--only NAME ...] [--champion-of SPEC] [--markdown]
 
 Every row is built from the spec's baseline model and measured in its own
 process with the spec's workload, one after another; the table prints ratios
@@ -13,17 +13,18 @@ shared 2-core machine are not.
 from __future__ import annotations
 
 import argparse
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from rich.markup import escape
 
-from flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
-from flows.ratchet import (
-    RatchetState, StepRecord, evaluate_step, gate_step, ratchet_steps, run_baseline, run_candidate, try_step,
-)
-from flows.spec import PipelineSpec, Prepared, load_spec, parse_spec, preflight, with_quick_measurement
-from hardware.benchmark.tables import show
+from ratchet.flows.benchmarks import scratch
+from ratchet.flows.benchmarks.tables import show
+from ratchet.flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
+from ratchet.flows.pipeline import Stages, run_pipeline
+from ratchet.flows.ratchet import evaluate_step, gate_step, run_baseline, try_step
+from ratchet.flows.spec import Prepared, load_spec, parse_spec, preflight
+from ratchet.tasks.records import RatchetState, StepRecord
 
 # Each recipe is a chain of steps applied from the fp32 baseline without intermediate gates;
 # the last variant is gated against the baseline.
@@ -56,7 +57,7 @@ RECIPES: dict[str, list[dict]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hardware.benchmark.compare")
+    parser = argparse.ArgumentParser(prog="python -m ratchet.flows.benchmarks.compare")
     parser.add_argument("spec", nargs="?", type=Path, default=DEFAULT_SPEC, help="workload, rubric and model")
     parser.add_argument("--quick", action="store_true", help="small measurement budgets")
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), metavar="RECIPE", help="a subset of the recipes")
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--markdown", action="store_true", help="print a markdown table too (for README)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    spec = _with_workdir(load_spec(args.spec), args.quick)
-    prepared = preflight(spec)
+    prepared, tracking_uri = scratch(load_spec(args.spec), args.quick, "compare")
+    spec = prepared.spec
     console = stdout_console()
     recipes = {name: RECIPES[name] for name in (args.only or RECIPES)}
     console.print(f"measuring fp32 and {len(recipes)} recipes: {spec.workload.scenario}, batch {spec.workload.batch_sizes[0]}")
@@ -78,15 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((name, run_recipe(prepared, baseline, steps)))
     if args.champion_of:
         console.print(f"[{total}/{total}] the ratchet of {args.champion_of}")
-        champion, lineage = champion_of(args.champion_of, spec, baseline)
+        champion, lineage = champion_of(args.champion_of, prepared, baseline, tracking_uri)
         rows.append((f"champion of {args.champion_of.name}: {lineage}", champion))
     show(console, f"{spec.name}: ratios vs PyTorch fp32, measured in one run", COLUMNS, comparison_rows(rows),
          args.markdown)
-
-
-def _with_workdir(spec: PipelineSpec, quick: bool) -> PipelineSpec:
-    spec = spec.model_copy(update={"workdir": tempfile.mkdtemp(prefix="ratchet-compare-")})
-    return with_quick_measurement(spec) if quick else spec
 
 
 def run_recipe(prepared: Prepared, baseline: StepRecord, steps: list[dict]) -> StepRecord:
@@ -99,17 +95,17 @@ def run_recipe(prepared: Prepared, baseline: StepRecord, steps: list[dict]) -> S
         if record.decision != "measured":
             return record
         variant = record.variant
-    return gate_step(prepared.spec, state, evaluate_step(prepared, baseline, record))
+    return gate_step(prepared, state, evaluate_step(prepared, baseline, record))
 
 
-def champion_of(path: Path, measured_on: PipelineSpec, baseline: StepRecord) -> tuple[StepRecord, str]:
-    """Run another spec's ratchet (its steps, this run's workload and budgets): its champion and lineage."""
+def champion_of(path: Path, measured_on: Prepared, baseline: StepRecord, tracking_uri: str) -> tuple[StepRecord, str]:
+    """Run another spec's pipeline (its steps, this run's workload and budgets, this run's baseline measurement):
+    its champion and lineage."""
     steps = load_spec(path).model_dump(mode="json")["steps"]
-    prepared = preflight(parse_spec({**measured_on.model_dump(mode="json"), "steps": steps}))
-    state = ratchet_steps(prepared.spec.steps, RatchetState.start(baseline), prepared.spec.objective,
-                          lambda st, step: run_candidate(prepared, st, step))
-    lineage = " → ".join(r.step for r in state.records if r.decision == "accepted") or "baseline"
-    return state.champion, lineage
+    prepared = preflight(parse_spec({**measured_on.spec.model_dump(mode="json"), "steps": steps}))
+    run = run_pipeline(prepared, tracking_uri, replace(Stages(), baseline=lambda _: baseline))
+    lineage = " → ".join(r.step for r in run.state.records if r.decision == "accepted") or "baseline"
+    return run.state.champion, lineage
 
 
 COLUMNS = ("variant", "p50 speed-up", "p95 speed-up", "throughput", "cosine to fp32", "held-out recall@5", "size MB", "gate vs fp32")

@@ -1,59 +1,17 @@
-"""Per-technique search: how a step expands into candidates, and how the winner is picked."""
+"""Tests for ratchet.flows.ratchet: the loop (every candidate of a step meets the same champion, the best passing
+one replaces it) and ratchet.tasks.records' state (only an accepted candidate moves the champion)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
-from pydantic import ValidationError
 
-from evals.rubric import CriterionResult, RubricResult
-from flows.ratchet import RatchetState, StepRecord, pick_winner
-from tasks.measure import Measurement
-from tasks.techniques.cast import CastSpec
-from tasks.techniques.int8_dynamic import Int8DynamicSpec
-from tasks.techniques.onnx_int8 import OnnxInt8Spec
-
-
-def test_search_expands_into_named_candidates() -> None:
-    spec = Int8DynamicSpec(kind="int8_dynamic", name="q", search={"weight_only": [False, True], "compile": [True]})
-    candidates = spec.candidates()
-    assert [c.label for c in candidates] == ["q[weight_only=false,compile=true]", "q[weight_only=true,compile=true]"]
-    assert [c.weight_only for c in candidates] == [False, True]
-    assert all(c.search is None for c in candidates)
-    assert "search" not in spec.settings()
-
-
-def test_list_and_null_values_get_readable_candidate_names() -> None:
-    spec = OnnxInt8Spec(name="int8", search={"op_types": [None, ["MatMul", "Attention"]]})
-    candidates = spec.candidates()
-    assert [c.label for c in candidates] == ["int8[op_types=default]", "int8[op_types=MatMul+Attention]"]
-    assert [c.op_types for c in candidates] == [None, ["MatMul", "Attention"]]
-
-
-def test_a_step_without_search_is_its_own_only_candidate() -> None:
-    spec = CastSpec(kind="cast", dtype="fp16")
-    assert spec.candidates() == [spec]
-
-
-@pytest.mark.parametrize(
-    ("search", "needle"),
-    [
-        ({"colour": ["red"]}, "not settings of 'cast'"),
-        ({"dtype": []}, "at least one value"),
-        ({"dtype": ["fp8"]}, "fp16"),
-    ],
-)
-def test_bad_search_fails_validation(search: dict, needle: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        CastSpec(kind="cast", search=search)
-    assert needle in str(info.value)
-
-
-def test_search_is_bounded() -> None:
-    with pytest.raises(ValidationError, match="at most 8"):
-        Int8DynamicSpec(kind="int8_dynamic", search={"weight_only": [True, False, True], "compile": [True, False, True]})
+from ratchet.evals.rubric import CriterionResult, RubricResult
+from ratchet.flows.ratchet import pick_winner
+from ratchet.tasks.measure import Measurement
+from ratchet.tasks.records import RatchetState, StepRecord
+from ratchet.tasks.techniques.cast import CastSpec
 
 
 def record(name: str, decision: str, p95: float, rubric: float = 0.8) -> StepRecord:
@@ -87,7 +45,7 @@ def test_advance_moves_the_champion_only_to_an_accepted_candidate() -> None:
 
 
 def test_ratchet_steps_gives_every_candidate_the_same_champion_and_keeps_the_best() -> None:
-    from flows.ratchet import ratchet_steps
+    from ratchet.flows.ratchet import ratchet_steps
 
     base = record("baseline", "baseline", 6.0)
     seen: list[tuple[str, str]] = []

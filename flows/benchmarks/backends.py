@@ -1,6 +1,6 @@
 """Side-by-side benchmark of the compile targets: a spec's champion compiled for every backend, in one run.
 
-    python -m hardware.benchmark.backends [SPEC] [--quick] [--markdown]
+    python -m ratchet.flows.benchmarks.backends [SPEC] [--quick] [--markdown]
 
 Runs the spec's ratchet (default ``examples/minilm-compile.yaml``: minilm-max's
 steps), then its compile stage, and prints per backend the latency
@@ -14,14 +14,15 @@ with their reason.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
-from flows.cli import PROJECT_ROOT, quiet_libraries, stdout_console
-from flows.compiling import CompileRecord, compile_targets
-from flows.ratchet import RatchetState, StepRecord, ratchet_steps, run_baseline, run_candidate
-from flows.spec import load_spec, preflight, with_quick_measurement
-from hardware.benchmark.tables import show
+from ratchet.core.layout import PROJECT_ROOT
+from ratchet.flows.benchmarks import scratch
+from ratchet.flows.benchmarks.tables import show
+from ratchet.flows.cli import quiet_libraries, stdout_console
+from ratchet.flows.pipeline import run_pipeline
+from ratchet.flows.spec import load_spec
+from ratchet.tasks.records import CompileRecord, StepRecord
 
 DEFAULT_SPEC = PROJECT_ROOT / "examples" / "minilm-compile.yaml"
 COLUMNS = ("variant", "status", "from", "p50 ms", "p95 ms", "p99 ms", "req/s", "$ / 1k req", "p95 vs fp32",
@@ -55,22 +56,20 @@ def rows(baseline: StepRecord, champion: StepRecord, compiled: list[CompileRecor
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m hardware.benchmark.backends")
+    parser = argparse.ArgumentParser(prog="python -m ratchet.flows.benchmarks.backends")
     parser.add_argument("spec", nargs="?", type=Path, default=DEFAULT_SPEC, help="steps, compile targets, workload")
     parser.add_argument("--quick", action="store_true", help="small measurement budgets")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table too (for README)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    spec = load_spec(args.spec).model_copy(update={"workdir": tempfile.mkdtemp(prefix="ratchet-backends-")})
-    prepared = preflight(with_quick_measurement(spec) if args.quick else spec)
+    spec = load_spec(args.spec)
+    prepared, tracking_uri = scratch(spec, args.quick, "backends")
     console = stdout_console()
     console.print(f"{spec.name}: baseline, {len(spec.steps)} steps, then {len(spec.compile)} compile targets")
-    state = ratchet_steps(prepared.spec.steps, RatchetState.start(run_baseline(prepared)), prepared.spec.objective,
-                          lambda st, step: run_candidate(prepared, st, step))
-    compiled = compile_targets(prepared, state, lambda phase, done, total: None)
+    run = run_pipeline(prepared, tracking_uri)
     show(console, f"{spec.name}: compile targets vs PyTorch fp32 and the champion, measured in one run "
                   f"({spec.workload.scenario}, batch {spec.workload.batch_sizes[0]})",
-         COLUMNS, rows(state.baseline, state.champion, compiled), args.markdown)
+         COLUMNS, rows(run.state.baseline, run.state.champion, run.compiled), args.markdown)
 
 
 if __name__ == "__main__":

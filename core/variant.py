@@ -2,24 +2,26 @@
 
 A variant is a folder of model files plus this description: which runtime loads
 it and with which options, and its lineage. The description travels as JSON (to
-the measurement subprocess, into MLflow, as ``variant.json`` beside the files a
-technique writes), never as a pickle.
+worker processes, into MLflow, as ``variant.json`` beside the files a technique
+writes), never as a pickle. It is frozen: a technique makes a new variant with
+``child``, it never edits the one it was given.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 VARIANT_FILE = "variant.json"
 
 
 class Variant(BaseModel):
     """Where a candidate lives and how it was made."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     path: Path
@@ -79,8 +81,3 @@ def content_hash(folder: Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-def stable_hash(obj: Any) -> str:
-    """Hash of a JSON-able object with sorted keys (spec hashes, cache keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()

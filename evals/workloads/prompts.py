@@ -1,0 +1,52 @@
+"""Prompts (and unlabeled text): the eval data of a text-generation model, judged against the baseline's own
+continuations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel, Field
+
+from ratchet.evals.workloads import WORKLOADS, Split, check_splits
+
+
+class Prompt(BaseModel):
+    id: str
+    text: str
+    split: Split
+    reference: str = ""
+
+
+class _File(BaseModel):
+    prompts: list[Prompt] = Field(min_length=1)
+    texts: list[str] = Field(default_factory=list, description="Unlabeled text a technique may calibrate on.")
+
+
+@WORKLOADS.register("prompts")
+@dataclass(frozen=True)
+class PromptsWorkload:
+    name: str
+    prompts: list[Prompt]
+    texts: list[str]
+
+    hub_parts: ClassVar[tuple[str, ...]] = ("prompts",)
+
+    @classmethod
+    def from_data(cls, data: dict, name: str) -> "PromptsWorkload":
+        parsed = _File.model_validate(data)
+        check_splits([p.split for p in parsed.prompts], "prompts")
+        return cls(name, parsed.prompts, parsed.texts)
+
+    def eval_inputs(self) -> dict[str, list[str]]:
+        return {"prompts": [p.text for p in self.prompts]}
+
+    def split_indices(self, split: str) -> list[int]:
+        return [i for i, p in enumerate(self.prompts) if p.split == split]
+
+    def calibration_texts(self) -> list[str]:
+        """The unlabeled texts and the tuning prompts."""
+        return [*self.texts, *self.request_texts("tuning")]
+
+    def request_texts(self, split: str = "tuning") -> list[str]:
+        return [self.prompts[i].text for i in self.split_indices(split)]

@@ -1,0 +1,37 @@
+"""Tests for ratchet.registry.mlflow_model: a logged variant loads back through ``load_variant``, the same call the
+benchmark worker makes, with the hardware and shape it was measured with and its serving options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from ratchet.core.profile import HardwareSpec
+from ratchet.hardware.runtimes import Shape, load_variant
+from ratchet.hardware.runtimes.length_buckets import LengthBucketed
+from ratchet.registry.spec import RegistrySpec
+from ratchet.registry.tracking import RunInfo, Tracker
+from ratchet.tasks.records import StepRecord
+
+TEXTS = ["How do I reset my password?", "a much longer question about invoices, refunds and billing cycles", "hi"]
+
+
+def test_a_length_bucketed_champion_is_served_as_it_was_measured(tmp_path: Path, minilm) -> None:
+    variant = minilm.child("buckets", minilm.path, "length_buckets", {},
+                           runtime_options={"length_buckets": {"max_padding": 0.2}})
+    hardware, shape = HardwareSpec(name="test-cpu", threads=1), Shape(sequence_length=32)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    tracker = Tracker(RegistrySpec(model_name="m"), uri, RunInfo("t", {}, {}, hardware, shape))
+    tracker.start()
+    tracker.log_record(StepRecord("buckets", "length_buckets", "accepted", "", variant=variant))
+    tracker.end()
+
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(tracker.model_uris["buckets"])
+    served = loaded.unwrap_python_model().predictor
+    assert isinstance(served, LengthBucketed) and served.max_padding == 0.2
+    assert served.inner.sequence_length == 32  # the workload's shape, not a default
+    expected = load_variant(variant, hardware, shape).predict(TEXTS)
+    np.testing.assert_allclose(np.asarray(loaded.predict(TEXTS)), expected, atol=1e-5)

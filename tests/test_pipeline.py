@@ -1,0 +1,38 @@
+"""Tests for ratchet.flows.pipeline: the whole run as plain Python, without Prefect, tracking and registry included."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def test_ratchet_run_no_prefect_tracks_and_registers_without_importing_prefect(tmp_path: Path,
+                                                                                default_spec_data: dict) -> None:
+    """``ratchet run --no-prefect``: the same pipeline, MLflow run and registered champion, and Prefect never loaded."""
+    data = default_spec_data
+    data.update(steps=[], workdir=str(tmp_path / "work"))
+    data["targets"] = [t for t in data["targets"] if t["metric"] != "p95_ms"]  # met by the baseline itself
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    probe = ("import sys\nfrom ratchet.flows.cli import main\ncode = main(sys.argv[1:])\n"
+             "print('prefect loaded:', 'prefect' in sys.modules)\nsys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", probe, "run", str(spec), "--no-prefect", "--quick", "--tracking-uri",
+                           uri, "--summary-json", str(tmp_path / "s.json")], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "prefect loaded: False" in proc.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["champion"] == "baseline" and summary["targets_met"] and summary["registered_version"] == 1
+    client = MlflowClient(uri)
+    parent = client.get_run(summary["mlflow_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["ratchet.targets_met"] == "true"
+    assert int(client.get_model_version_by_alias("minilm-support", "champion").version) == 1
