@@ -16,3 +16,5 @@ class HardwareSpec(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"
     price_per_hour: float = Field(0.10, ge=0, description="USD per hour of this machine.")
     threads: int | None = Field(None, ge=1, description="Intra-op threads; None keeps the runtime's default.")
+    cpus: list[int] | None = Field(None, min_length=1, description="CPU cores the benchmark workers are pinned to "
+                                   "(Linux); None: every core this process may use.")

@@ -2,7 +2,8 @@
 
 Exit codes (``flows/exit_codes.py``): 0 the final champion meets every target,
 1 it does not, 2 invalid input (one line on stderr, nothing computed, nothing
-written to MLflow).
+written to MLflow), 3 a verdict could not be reached (a comparison stayed
+inconclusive on a noisy machine).
 
 Heavy packages (torch, transformers, MLflow, Prefect, rich's progress bars) are
 imported by the command that needs them, not here: ``ratchet --help``,
@@ -139,6 +140,14 @@ def _run(spec, args, console: Console) -> int:
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))
+    return exit_code(summary)
+
+
+def exit_code(summary: dict) -> int:
+    """3 when any verdict could not be reached (even if the champion met its targets: a better one may have been
+    passed over), else 0 when every target is met, else 1."""
+    if summary["verdict"] == "inconclusive":
+        return exit_codes.INCONCLUSIVE
     return exit_codes.MET if summary["targets_met"] else exit_codes.NOT_MET
 
 
@@ -178,11 +187,12 @@ class _progress_bars:
         self.bars.start()
         return self.update
 
-    def update(self, variant: str, phase: str, done: int, total: int) -> None:
+    def update(self, variant: str, phase: str, done: int, total: int, note: str | None = None) -> None:
         key = (variant, phase)
         if key not in self.tasks:
             self.tasks[key] = self.bars.add_task(f"{variant}: {phase}", total=total)
-        self.bars.update(self.tasks[key], completed=done, total=max(total, done))
+        described = {"description": f"{variant}: {phase} ({note})"} if note else {}
+        self.bars.update(self.tasks[key], completed=done, total=max(total, done), **described)
 
     def __exit__(self, *exc) -> None:
         self.bars.stop()

@@ -1,9 +1,11 @@
 """The compile stage: the champion, compiled for each target of the spec, parity-checked, measured, gated.
 
-Like a ratchet step, each target is three plain functions so that the Prefect
-flow can make each a task (and cache the expensive one) while tests call them
+Like a ratchet step, each target is plain functions so that the Prefect flow
+can make each a task (and cache the expensive ones) while tests call them
 directly: ``try_compile`` (is the backend usable here, compile, benchmark),
-``evaluate_compile`` (rubric and parity) and ``gate_compile``. A target that
+``evaluate_compile`` (rubric and parity), a paired comparison with the
+champion (``flows.ratchet.compare``: its speed is recorded, not required) and
+``gate_compile``. A target that
 cannot run here is *skipped* with the backend's reason; one that breaks, or
 whose artifact no longer computes what its source computes, is *failed*.
 Neither ends the run.
@@ -89,14 +91,9 @@ def gate_compile(prepared: Prepared, state: RatchetState, record: CompileRecord,
     if record.status != "measured":
         return record
     gate = prepared.policy.compile(record.measurement.evidence("heldout"), state.baseline.measurement.evidence("heldout"),
-                                   state.champion.measurement.evidence("heldout"), record.parity,
-                                   target.parity.max_abs_diff, target.parity.min_cosine)
+                                   record.comparison, record.parity, target.parity.max_abs_diff, target.parity.min_cosine)
     status: CompileStatus = "compiled" if gate.passed else "failed"
     return replace(record, status=status, reason=record.reason if gate.passed else gate.reason, gate=gate)
 
 
-def compile_target(prepared: Prepared, state: RatchetState, target: CompileSpec,
-                   on_progress: ProgressFn | None = None) -> CompileRecord:
-    """One compile target, without Prefect: compile and measure, evaluate, gate."""
-    record = evaluate_compile(prepared, state, try_compile(prepared, state, target, on_progress))
-    return gate_compile(prepared, state, record, target)
+

@@ -10,7 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: pipelines run headless
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLOURS = {"baseline": "#4c72b0", "accepted": "#55a868", "rejected": "#c44e52", "skipped": "#aaaaaa", "failed": "#8172b2"}
+COLOURS = {"baseline": "#4c72b0", "accepted": "#55a868", "rejected": "#c44e52", "inconclusive": "#dd8452",
+           "skipped": "#aaaaaa", "failed": "#8172b2"}
 
 
 def plot_steps(summary: dict[str, Any], path: Path) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-Listener = Callable[[str, str, int, int], None]
+Listener = Callable[[str, str, int, int, str | None], None]  # (variant, phase, done, total, note)
 _listener: Listener | None = None
 
 
@@ -18,11 +18,11 @@ def set_listener(listener: Listener | None) -> None:
     _listener = listener
 
 
-def reporter(variant: str) -> Callable[[str, int, int], None]:
-    """A ``(phase, done, total)`` callback tagged with the variant's name."""
+def reporter(variant: str) -> Callable[..., None]:
+    """A ``(phase, done, total, note=None)`` callback tagged with the variant's name."""
 
-    def report(phase: str, done: int, total: int) -> None:
+    def report(phase: str, done: int, total: int, note: str | None = None) -> None:
         if _listener is not None:
-            _listener(variant, phase, done, total)
+            _listener(variant, phase, done, total, note)
 
     return report

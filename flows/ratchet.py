@@ -1,9 +1,11 @@
 """The ratchet itself: a baseline, then steps that replace the champion only when they pass their gate.
 
-Each step is three plain functions, so the Prefect flow can make each one a
-task (and cache the expensive one) while tests call them directly:
+Each step is four plain functions, so the Prefect flow can make each one a
+task (and cache the expensive ones) while tests call them directly:
 ``try_step`` (apply the technique, measure the candidate), ``evaluate_step``
-(rubric on its outputs) and ``gate_step`` (the decision).
+(rubric on its outputs), ``compare`` (the candidate against the champion in
+interleaved blocks) and ``gate_step`` (the decision). ``flows.pipeline``
+strings them together, measuring an inconclusive comparison again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from ratchet.core.hashing import stable_hash
 from ratchet.core.variant import Variant, content_hash
 from ratchet.flows.spec import PipelineSpec, Prepared
-from ratchet.tasks.gate import metric_info
+from ratchet.hardware.benchmark.machine import fingerprint
+from ratchet.tasks.compare import Comparison, compare_variants
+from ratchet.tasks.gate import SPEED_STAT
 from ratchet.tasks.measure import ProgressFn, evaluate, measure_variant
 from ratchet.tasks.records import FinalDecision, RatchetState, StepRecord
 from ratchet.tasks.techniques import Technique, TechniqueContext, TechniqueSpec, technique_for
@@ -28,15 +32,28 @@ def run_dir(spec: PipelineSpec) -> Path:
 
 
 def measurement_key(prepared: Prepared) -> dict:
-    """What a measurement depends on besides the model: hardware, workload settings, data, and
-    where its files live (a cached record points into that folder)."""
+    """What a measurement depends on besides the model: hardware, the machine it runs on (a result from another
+    machine, or from this one after an upgrade, is never reused), workload settings, data, and where its files
+    live (a cached record points into that folder)."""
     spec = prepared.spec
     return {
         "run_dir": str(run_dir(spec)),
         "hardware": spec.hardware.model_dump(),
+        "machine": fingerprint(spec.hardware),
         "workload": spec.workload.model_dump(exclude={"dataset"}),
         "data": stable_hash(prepared.workload.eval_inputs()),
     }
+
+
+def variant_key(variant: Variant) -> list:
+    """What makes two variants run differently: their files, and how they are run."""
+    return [content_hash(variant.path), variant.runtime, variant.runtime_options, variant.environment]
+
+
+def comparison_key(prepared: Prepared, reference: Variant, candidate: Variant) -> str:
+    """Cache identity of a paired comparison: both variants, how it is measured, the machine and the workload."""
+    return stable_hash([variant_key(reference), variant_key(candidate), prepared.spec.noise.model_dump(),
+                        measurement_key(prepared)])
 
 
 def baseline_key(prepared: Prepared) -> str:
@@ -100,13 +117,32 @@ def evaluate_step(prepared: Prepared, baseline: StepRecord, record: StepRecord) 
     return replace(record, measurement=measurement)
 
 
+def compare(prepared: Prepared, reference: Variant, candidate: Variant, role: str,
+            on_progress: ProgressFn | None = None) -> Comparison:
+    """``candidate`` against ``reference`` (the champion at a step, the baseline at the final gate) in interleaved
+    blocks, each in a warm worker of its own."""
+    spec = prepared.spec
+    key = comparison_key(prepared, reference, candidate)[:12]
+    out_dir = run_dir(spec) / "comparisons" / f"{candidate.name}-vs-{role}-{key}"
+    return compare_variants(reference, candidate, role, spec.hardware, spec.workload, prepared.workload, spec.noise,
+                            out_dir, on_progress)
+
+
+def reusable(prepared: Prepared, comparison: Comparison) -> bool:
+    """Whether a comparison may be reused from a cache as evidence: it was made, on a machine stable enough."""
+    return comparison.error is None and bool(comparison.ratios) and not prepared.spec.noise.too_noisy(comparison)
+
+
 def gate_step(prepared: Prepared, state: RatchetState, record: StepRecord) -> StepRecord:
-    """Accept or reject an evaluated candidate against the targets and the current champion."""
+    """Accept, reject, or (the machine was too unstable to tell) call inconclusive an evaluated candidate, against
+    the targets and, through its paired comparison, the current champion."""
     if record.decision != "measured":
         return record
+    enabling = getattr(technique_for(record.kind), "enabling", False)
     gate = prepared.policy.step(record.measurement.evidence("tuning"), state.baseline.measurement.evidence("tuning"),
-                                state.champion.measurement.evidence("tuning"))
-    return replace(record, decision="accepted" if gate.passed else "rejected", reason=gate.reason, gate=gate)
+                                record.comparison, enabling)
+    decision = "accepted" if gate.passed else "inconclusive" if gate.inconclusive else "rejected"
+    return replace(record, decision=decision, reason=gate.reason, gate=gate)
 
 
 def pick_winner(records: list[StepRecord], objective: str) -> list[StepRecord]:
@@ -114,27 +150,20 @@ def pick_winner(records: list[StepRecord], objective: str) -> list[StepRecord]:
     accepted = [r for r in records if r.decision == "accepted"]
     if len(accepted) < 2:
         return records
-    sign = -1 if metric_info(objective).higher_is_better else 1
-
-    def rank(r: StepRecord) -> tuple[float, float]:
-        metrics = r.measurement.summary_metrics("tuning")
-        return sign * metrics[objective], -metrics["rubric_score"]
-
-    best = min(accepted, key=rank)
-    value = best.measurement.perf[objective]
+    best = min(accepted, key=lambda r: (speed(r, objective), -r.measurement.summary_metrics("tuning")["rubric_score"]))
     return [
-        replace(r, decision="rejected",
-                reason=f"passed its gate, but {best.step} is better on {objective} ({value:.4g} vs {r.measurement.perf[objective]:.4g})")
+        replace(r, decision="rejected", reason=f"passed its gate, but {best.step} is better on {objective} "
+                                               f"({speed(best, objective):.2f}x vs {speed(r, objective):.2f}x the champion's)")
         if r.decision == "accepted" and r is not best else r
         for r in records
     ]
 
 
-def run_candidate(prepared: Prepared, state: RatchetState, step: TechniqueSpec,
-                  on_progress: ProgressFn | None = None) -> StepRecord:
-    """One candidate without Prefect: try, evaluate, gate against the current champion."""
-    record = try_step(prepared, state.champion.variant, step, on_progress)
-    return gate_step(prepared, state, evaluate_step(prepared, state.baseline, record))
+def speed(record: StepRecord, objective: str) -> float:
+    """A candidate's paired ratio to the champion on the objective (lower is better; latency ratio, also for
+    throughput); every candidate of one search was compared with the same champion."""
+    ratio = record.comparison.ratios.get(SPEED_STAT[objective]) if record.comparison else None
+    return ratio.ratio if ratio is not None else float("inf")
 
 
 def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: str,
@@ -142,7 +171,7 @@ def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: st
                   on_records: Callable[[list[StepRecord]], None] | None = None) -> RatchetState:
     """The loop itself: every candidate of a step meets the same champion, the best passing one replaces it.
 
-    ``candidate`` is ``run_candidate`` in plain Python, or the cached Prefect tasks in the flow.
+    ``candidate`` makes, measures and gates one candidate (``flows.pipeline``: plain functions or Prefect tasks).
     """
     for step in steps:
         records = pick_winner([candidate(state, c) for c in step.candidates()], objective)
@@ -152,8 +181,9 @@ def ratchet_steps(steps: list[TechniqueSpec], state: RatchetState, objective: st
     return state
 
 
-def finalize(prepared: Prepared, state: RatchetState) -> FinalDecision:
-    """Every target on the final champion, quality re-checked on the held-out split."""
+def finalize(prepared: Prepared, state: RatchetState, versus_baseline: Comparison | None) -> FinalDecision:
+    """Every target on the final champion, quality re-checked on the held-out split, speed targets judged on the
+    champion's paired comparison with the baseline."""
     gate = prepared.policy.final(state.champion.measurement.evidence("heldout"),
-                                 state.baseline.measurement.evidence("heldout"))
-    return FinalDecision(state.champion, gate)
+                                 state.baseline.measurement.evidence("heldout"), versus_baseline)
+    return FinalDecision(state.champion, gate, versus_baseline)

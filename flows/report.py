@@ -1,12 +1,23 @@
-"""The step table, the summary JSON and the markdown report, all built from the same rows."""
+"""The step table, the summary JSON and the markdown report, all built from the same rows.
+
+Every metric may be missing (too few queries for a percentile, a run cut
+short, a step that failed): every ratio here goes through ``ratio``, which
+answers None instead of dividing by it, and every cell shows ``-``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ratchet.tasks.compare import Comparison
 from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, StepRecord
 
 TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb")
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """``num / den``, or None when either is missing or the denominator is zero."""
+    return num / den if num is not None and den else None
 
 
 def step_metrics(record: StepRecord | CompileRecord, split: str = "tuning") -> dict[str, float | None]:
@@ -16,33 +27,51 @@ def step_metrics(record: StepRecord | CompileRecord, split: str = "tuning") -> d
     return {k: metrics.get(k) for k in TABLE_METRICS}
 
 
+def versus(comparison: Comparison | None) -> dict[str, Any] | None:
+    """A paired comparison as the summary keeps it: every statistic's ratio, interval and the reference's CV."""
+    return None if comparison is None else comparison.to_dict()
+
+
+def step_row(record: StepRecord, base: dict[str, float | None], started_at: str | None) -> dict[str, Any]:
+    measured_at = record.measurement.measured_at if record.measurement else None
+    row = {"step": record.step, "kind": record.kind, "decision": record.decision, "reason": record.reason,
+           "settings": record.settings, "metrics": step_metrics(record), "measured_at": measured_at,
+           "cached": bool(started_at and measured_at and measured_at < started_at), "attempts": record.attempts,
+           "versus_champion": versus(record.comparison)}
+    if record.measurement is not None:
+        row["speedup_p95"] = ratio(base.get("p95_ms"), record.measurement.perf.get("p95_ms"))
+    if record.gate is not None:
+        row["gate"] = record.gate.to_dict()
+    return row
+
+
 def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str | None,
-                  registered_version: int | None, spec_name: str,
-                  compiled: list[CompileRecord] | None = None) -> dict[str, Any]:
-    """The run as data: what ``--summary-json`` writes and the tables are drawn from."""
+                  registered_version: int | None, spec_name: str, compiled: list[CompileRecord] | None = None,
+                  started_at: str | None = None) -> dict[str, Any]:
+    """The run as data: what ``--summary-json`` writes and the tables are drawn from.
+
+    ``started_at`` (UTC, ISO 8601) tells a step measured in this run from one reused from the cache.
+    """
     base = state.baseline.measurement.perf
-    steps = []
-    for record in state.records:
-        row = {"step": record.step, "kind": record.kind, "decision": record.decision, "reason": record.reason,
-               "settings": record.settings, "metrics": step_metrics(record)}
-        if record.measurement is not None and base.get("p95_ms") and record.measurement.perf.get("p95_ms"):
-            row["speedup_p95"] = base["p95_ms"] / record.measurement.perf["p95_ms"]
-        if record.gate is not None:
-            row["gate"] = record.gate.to_dict()
-        steps.append(row)
+    steps = [step_row(record, base, started_at) for record in state.records]
     champion = final.champion
     champion_heldout = {**step_metrics(champion, "heldout"), **champion.measurement.rubric["heldout"].metrics()}
     baseline_heldout = state.baseline.measurement.rubric["heldout"].metrics()
+    inconclusive = [s["step"] for s in steps if s["decision"] == "inconclusive"] + (["final gate"] if final.inconclusive else [])
     return {
         "spec": spec_name,
+        "verdict": "inconclusive" if inconclusive else "met" if final.targets_met else "not met",
+        "inconclusive": inconclusive,
         "steps": steps,
         "champion": champion.step,
         "champion_heldout": champion_heldout,
         "baseline_heldout": baseline_heldout,
         "champion_vs_baseline": gains(base, champion.measurement.perf, champion_heldout, baseline_heldout),
         "final_gate": final.gate.to_dict(),
+        "final_versus_baseline": versus(final.comparison),
         "compile": [compile_row(r, base, champion.measurement.perf) for r in compiled or []],
         "targets_met": final.targets_met,
+        "machine": state.baseline.measurement.machine,
         "mlflow_run_id": mlflow_run_id,
         "registered_version": registered_version,
     }
@@ -56,11 +85,12 @@ def compile_row(record: CompileRecord, base: dict, champion: dict) -> dict[str, 
         "parity": record.parity.to_dict() if record.parity else None,
         "metrics": step_metrics(record, "heldout") if record.measurement and record.measurement.rubric
         else dict.fromkeys(TABLE_METRICS),
+        "versus_champion": versus(record.comparison),
     }
     if record.measurement is not None:
         perf = record.measurement.perf
-        row["speedup_p95_vs_baseline"] = base["p95_ms"] / perf["p95_ms"] if perf.get("p95_ms") else None
-        row["speedup_p95_vs_champion"] = champion["p95_ms"] / perf["p95_ms"] if perf.get("p95_ms") else None
+        row["speedup_p95_vs_baseline"] = ratio(base.get("p95_ms"), perf.get("p95_ms"))
+        row["speedup_p95_vs_champion"] = ratio(champion.get("p95_ms"), perf.get("p95_ms"))
     if record.gate is not None:
         row["gate"] = record.gate.to_dict()
     return row
@@ -84,9 +114,6 @@ def compile_table_rows(summary: dict[str, Any]) -> list[list[str]]:
 def gains(base: dict, perf: dict, heldout: dict, baseline_heldout: dict) -> dict[str, float | None]:
     """The champion against the baseline in one place: speed-ups (baseline / champion latency) and held-out
     quality, each quality figure next to the baseline's."""
-    def ratio(num: float | None, den: float | None) -> float | None:
-        return num / den if num and den else None
-
     out: dict[str, float | None] = {
         "speedup_p50": ratio(base.get("p50_ms"), perf.get("p50_ms")),
         "speedup_p95": ratio(base.get("p95_ms"), perf.get("p95_ms")),
@@ -126,14 +153,24 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
 
 
 def _decision(step: dict[str, Any]) -> str:
-    """``accepted``, ``rejected: reason``, ``skipped: reason``: never a bare success for a skip."""
-    return step["decision"] if step["decision"] in ("baseline", "accepted") else f"{step['decision']}: {step['reason']}"
+    """``accepted``, ``rejected: reason``, ``skipped: reason``: never a bare success for a skip; a result reused from
+    the cache says when it was measured."""
+    text = step["decision"] if step["decision"] in ("baseline", "accepted") else f"{step['decision']}: {step['reason']}"
+    if step.get("cached"):
+        text += f" [cached (measured {step['measured_at'].replace('T', ' ').removesuffix('+00:00')} UTC)]"
+    return text
 
 
 def verdict(summary: dict[str, Any]) -> str:
     if summary["targets_met"]:
-        return f"champion {summary['champion']!r} meets every target; registered as version {summary['registered_version']}"
-    return f"champion {summary['champion']!r} does not meet every target ({summary['final_gate']['reason']}); nothing promoted"
+        text = f"champion {summary['champion']!r} meets every target; registered as version {summary['registered_version']}"
+    elif summary["verdict"] == "inconclusive" and "final gate" in summary["inconclusive"]:
+        return (f"no verdict on champion {summary['champion']!r}: {summary['final_gate']['reason']}; nothing promoted "
+                "(measure again on a quieter machine)")
+    else:
+        text = f"champion {summary['champion']!r} does not meet every target ({summary['final_gate']['reason']}); nothing promoted"
+    steps = [s for s in summary["inconclusive"] if s != "final gate"]
+    return text + (f"; no verdict on {', '.join(steps)} (machine too noisy)" if steps else "")
 
 
 def markdown_report(summary: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ dataset), still before any run is started or anything is written.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -27,6 +28,8 @@ from ratchet.registry.spec import RegistrySpec
 from ratchet.tasks.gate import METRICS, OBJECTIVES, GatePolicy, NoiseSpec, TargetSpec
 from ratchet.tasks.model_source import ModelSourceError, resolve_model
 from ratchet.tasks.techniques import TECHNIQUES, technique_for
+
+QUICK_PAIRS = 4  # pairs of blocks per comparison under --quick: enough for a CI, not for a tight one
 
 
 def _canonical_tag(tag: str, registry: Any) -> BeforeValidator:
@@ -87,6 +90,11 @@ class PipelineSpec(BaseModel):
     @classmethod
     def _objective(cls, value: str) -> str:
         return _choose(value, OBJECTIVES)
+
+    @model_validator(mode="after")
+    def _blocks_fit_objective(self) -> "PipelineSpec":
+        self.noise.check_objective(self.objective)
+        return self
 
     @model_validator(mode="after")
     def _scorers_fit_task(self) -> "PipelineSpec":
@@ -183,8 +191,9 @@ def _absolute_paths(spec: PipelineSpec, base_dir: Path) -> PipelineSpec:
 
 
 def with_quick_measurement(spec: PipelineSpec) -> PipelineSpec:
-    """Small measurement budgets for smoke tests (p95 stays reportable, p99 does not)."""
-    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"measurement": QUICK_MEASUREMENT})})
+    """Small measurement budgets for smoke tests (p95 stays reportable, p99 does not; comparisons of 4 pairs)."""
+    return spec.model_copy(update={"workload": spec.workload.model_copy(update={"measurement": QUICK_MEASUREMENT}),
+                                   "noise": spec.noise.model_copy(update={"pairs": min(spec.noise.pairs, QUICK_PAIRS)})})
 
 
 @dataclass(frozen=True)
@@ -208,7 +217,18 @@ def preflight(spec: PipelineSpec) -> Prepared:
     except (ValueError, UnicodeDecodeError) as exc:
         raise SpecError(f"{spec.name}: model.id: {str(model_path / 'config.json')!r} is not valid JSON ({exc})") from None
     check_steps_against_model(spec, model_config)
+    check_cpus(spec)
     return Prepared(spec, model_path, workload, spec.gate_policy())
+
+
+def check_cpus(spec: PipelineSpec) -> None:
+    """The cores the workers are to be pinned to must exist for this process."""
+    if not spec.hardware.cpus or not hasattr(os, "sched_getaffinity"):
+        return
+    usable = sorted(os.sched_getaffinity(0))
+    missing = sorted(set(spec.hardware.cpus) - set(usable))
+    if missing:
+        raise SpecError(f"{spec.name}: hardware.cpus: cores {missing} are not available here (usable: {usable})")
 
 
 def check_steps_against_model(spec: PipelineSpec, model_config: dict) -> None:

@@ -200,6 +200,19 @@ def source_path() -> str:
     return str(root)
 
 
+def spawn(env_name: str | None, module: str, args: list[str], log: LogFn | None = None, cwd: Path | None = None,
+          **popen: Any) -> subprocess.Popen:
+    """Start ``python -m module *args`` in environment ``env_name`` (text mode), with ``ratchet`` importable there.
+
+    ``cwd`` (default: the checkout's root) is where libraries that write into the working directory put their files.
+    """
+    env = dict(os.environ)
+    if env_name is not None:  # another interpreter: show it where ``ratchet`` is
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_path(), os.environ.get("PYTHONPATH")]))
+    return subprocess.Popen([python_for(env_name, log), "-m", module, *args], text=True, env=env,
+                            cwd=cwd or PROJECT_ROOT, **popen)
+
+
 def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
                on_message: Callable[[dict], None] | None = None, log: LogFn | None = None,
                cwd: Path | None = None) -> Any:
@@ -207,19 +220,12 @@ def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
     return what the worker wrote with ``write_result`` (None if nothing).
 
     The worker reports progress with ``emit`` (handed to ``on_message``). On failure, its stderr is kept as
-    ``<job>.stderr.txt`` and the last line raised. ``cwd`` (default: the checkout's root) is where libraries
-    that write into the working directory put their files.
+    ``<job>.stderr.txt`` and the last line raised.
     """
     job_path.parent.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))
     result_path(job_path).unlink(missing_ok=True)
-    env = dict(os.environ)
-    if env_name is not None:  # another interpreter: show it where ``ratchet`` is
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_path(), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.Popen(
-        [python_for(env_name, log), "-m", module, str(job_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=cwd or PROJECT_ROOT,
-    )
+    proc = spawn(env_name, module, [str(job_path)], log=log, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     for line in proc.stdout:
         if on_message and line.startswith(MESSAGE):

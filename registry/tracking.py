@@ -21,6 +21,7 @@ from ratchet.core.profile import HardwareSpec
 from ratchet.core.variant import VARIANT_FILE, Variant, content_hash
 from ratchet.hardware.runtimes import Shape
 from ratchet.registry.spec import RegistrySpec
+from ratchet.tasks.compare import Comparison
 from ratchet.tasks.measure import Measurement
 from ratchet.tasks.records import CompileRecord, FinalDecision, StepRecord
 
@@ -115,6 +116,8 @@ class Tracker:
             mlflow.log_params(params)
             if record.measurement is not None:
                 self._log_measurement(record.measurement)
+            if record.comparison is not None:
+                self._log_comparison(record.comparison, run.info.run_id)
             if record.gate is not None:
                 mlflow.log_dict(record.gate.to_dict(), "gate.json")
             if record.decision in ("baseline", "accepted") and record.variant is not None:
@@ -135,6 +138,8 @@ class Tracker:
                 self._log_measurement(record.measurement)
             if record.parity is not None:
                 mlflow.log_metrics({f"parity_{k}": v for k, v in record.parity.to_dict().items()})
+            if record.comparison is not None:
+                self._log_comparison(record.comparison, run.info.run_id)
             if record.gate is not None:
                 mlflow.log_dict(record.gate.to_dict(), "gate.json")
             if record.status == "compiled":
@@ -154,6 +159,16 @@ class Tracker:
                 if (m.artifacts_dir / name).exists():
                     mlflow.log_artifact(str(m.artifacts_dir / name), "benchmark")
 
+    def _log_comparison(self, comparison: Comparison, run_id: str) -> None:
+        """A paired comparison: each statistic's ratio, interval and the reference's CV as metrics
+        (``versus_<role>.<stat>.ratio``, ...), the whole record and every block's latencies as files."""
+        prefix = f"versus_{comparison.reference_role}"
+        for stat, r in comparison.ratios.items():
+            for key in ("ratio", "low", "high", "reference_cv"):
+                self.client.log_metric(run_id, f"{prefix}.{stat}.{key}", getattr(r, key))
+        self.client.log_dict(run_id, comparison.to_dict(), f"comparison/{prefix}.json")
+        self.client.log_dict(run_id, comparison.blocks, f"comparison/{prefix}.blocks.json")
+
     def _log_model(self, variant: Variant) -> str:
         """The variant as a pyfunc model: its files, its description, and how it is served (hardware, shape)."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -171,6 +186,8 @@ class Tracker:
         """Register the champion and move the alias, only when every target is met; the version records which
         compile targets the champion is available for (and their models)."""
         self.client.log_dict(self.parent_run_id, final.gate.to_dict(), "final_gate.json")
+        if final.comparison is not None:
+            self._log_comparison(final.comparison, self.parent_run_id)
         self.client.set_tag(self.parent_run_id, "ratchet.targets_met", str(final.targets_met).lower())
         self.client.set_tag(self.parent_run_id, "ratchet.champion", final.champion.step)
         if not final.targets_met:

@@ -2,32 +2,44 @@
 
 Targets are Olive-style goals: absolute (``p95_ms`` at most X) or relative to
 the baseline (a quality drop at most X, a latency improvement at least X).
-Speed claims must beat the measurement noise: a candidate is faster only when
-the bootstrap confidence interval of its latency ratio lies below 1.
+Speed claims rest on a paired, interleaved comparison (``tasks.compare``):
+a candidate is faster only when the interval of its latency ratio to the
+reference lies below 1, and when the reference itself wobbled more than the
+spec tolerates during the comparison, the verdict is *inconclusive*, never
+"faster" or "slower".
 
 Three stages use the same criteria:
 * ``step``: quality, memory and size targets and the rubric thresholds must hold
   (on the tuning split), and the objective must improve on the champion beyond
   noise. Absolute latency and cost targets are recorded but do not block: the
-  pipeline is allowed to get there in several steps.
-* ``final``: every target must hold, quality re-checked on the held-out split.
+  pipeline is allowed to get there in several steps. An *enabling* step (a
+  representation change such as an ONNX export, which exists to make later
+  steps possible) needs no speed-up, but is still refused when it is slower
+  beyond noise.
+* ``final``: every target must hold, quality re-checked on the held-out split,
+  speed targets against the baseline in a paired comparison of their own.
 * ``compile``: a compiled artifact must compute what its source computes (parity)
   and hold the quality, memory and size targets on the held-out split; its speed
   against the champion is recorded, not required (it is the champion's form for
   another engine, not a new candidate).
+
+A metric that was not measured or is not reportable (too few queries, a run
+cut short) fails its criterion and says why; nothing here divides by it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ratchet.hardware.benchmark.stats import bootstrap_ratio_ci
+from ratchet.hardware.benchmark.paired import min_block_queries
 from ratchet.hardware.parity import Parity
+
+if TYPE_CHECKING:
+    from ratchet.tasks.compare import Comparison
 
 Family = Literal["latency", "throughput", "cost", "memory", "size", "quality"]
 
@@ -52,10 +64,11 @@ METRICS: dict[str, MetricInfo] = {
     "size_mb": MetricInfo("size", False, "MB"),
     "rubric_score": MetricInfo("quality", True, ""),
 }
-# Which latency statistic a speed metric is bootstrapped on (cost and throughput follow the mean).
-BOOTSTRAP_STAT = {"p50_ms": "p50", "p90_ms": "p90", "p95_ms": "p95", "p99_ms": "p99", "mean_ms": "mean",
-                  "cost_per_1k": "mean", "throughput_rps": "mean"}
-OBJECTIVES = tuple(BOOTSTRAP_STAT)
+# Which block statistic of the paired comparison a speed metric is judged on (cost and throughput follow the
+# mean latency: at a fixed batch size, throughput is its inverse and cost proportional to it).
+SPEED_STAT = {"p50_ms": "p50", "p90_ms": "p90", "p95_ms": "p95", "p99_ms": "p99", "mean_ms": "mean",
+              "cost_per_1k": "mean", "throughput_rps": "mean"}
+OBJECTIVES = tuple(SPEED_STAT)
 STEP_BLOCKING: set[Family] = {"quality", "memory", "size"}
 
 
@@ -83,7 +96,7 @@ class TargetSpec(BaseModel):
             raise ValueError(
                 f"target on {self.metric!r} needs exactly one of max, min, max_drop, max_relative_drop, min_improvement (got {given or 'none'})"
             )
-        if self.min_improvement is not None and self.metric not in BOOTSTRAP_STAT:
+        if self.min_improvement is not None and self.metric not in SPEED_STAT:
             raise ValueError(f"min_improvement applies to latency, cost or throughput metrics, not {self.metric!r}")
         return self
 
@@ -94,17 +107,44 @@ class TargetSpec(BaseModel):
 
 
 class NoiseSpec(BaseModel):
-    """How sure a speed-up must be before it counts."""
+    """How a speed comparison is measured, and how sure and how stable it must be before it counts.
+
+    The reference and the candidate run ``pairs`` pairs of blocks of ``block_queries`` queries each, in
+    alternation (``tasks.compare``). When the reference's block-to-block coefficient of variation (of its block
+    medians: how steady the machine was, apart from the sampling noise of a tail) exceeds ``max_reference_cv``
+    the machine was too unstable to tell: the verdict is inconclusive, retried up to
+    ``retries`` times after ``retry_backoff_s`` seconds (doubling each time).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     confidence: float = Field(0.95, gt=0.5, lt=1)
-    n_resamples: int = Field(1000, ge=100, le=100_000)
+    pairs: int = Field(8, ge=2, le=64, description="Pairs of interleaved blocks (reference, candidate) per comparison.")
+    block_queries: int = Field(100, ge=2, le=100_000, description="Queries per block.")
+    max_reference_cv: float = Field(0.10, gt=0, le=1, description="Largest block-to-block CV of the reference "
+                                                                   "before a comparison is inconclusive.")
+    retries: int = Field(2, ge=0, le=5, description="Times an inconclusive comparison is measured again.")
+    retry_backoff_s: float = Field(20.0, ge=0, le=3600, description="Wait before the first retry; doubles each time.")
+
+    def too_noisy(self, comparison: Comparison) -> bool:
+        """The machine wobbled more during the comparison than a verdict can rest on."""
+        return comparison.reference_cv > self.max_reference_cv
+
+    def check_objective(self, objective: str) -> None:
+        """A block must be large enough for the objective's statistic (a block p99 needs 200 queries)."""
+        stat = SPEED_STAT[objective]
+        if self.block_queries < min_block_queries(stat):
+            raise ValueError(f"noise.block_queries: {self.block_queries} queries per block cannot estimate a block "
+                             f"{stat} (the objective {objective}); needs at least {min_block_queries(stat)}")
 
 
 @dataclass
 class GateCriterion:
-    """One line of a gate decision: what was measured, against what, and why it passed or failed."""
+    """One line of a gate decision: what was measured, against what, and why it passed or failed.
+
+    ``inconclusive``: it failed because the measurement could not decide (an unstable machine), not because the
+    candidate was found wanting; measuring again on a quieter machine may pass it.
+    """
 
     name: str
     metric: str
@@ -113,6 +153,7 @@ class GateCriterion:
     passed: bool
     blocking: bool
     reason: str
+    inconclusive: bool = False
 
 
 Stage = Literal["step", "final", "compile"]
@@ -128,33 +169,80 @@ class GateDecision:
         return all(c.passed for c in self.criteria if c.blocking)
 
     @property
+    def inconclusive(self) -> bool:
+        """Failed only on criteria the measurement could not decide: neither accepted nor rejected."""
+        failed = [c for c in self.criteria if c.blocking and not c.passed]
+        return bool(failed) and all(c.inconclusive for c in failed)
+
+    @property
     def reason(self) -> str:
-        """The first blocking failure, or a one-line success."""
+        """The blocking failures, or a one-line success."""
         failed = [c.reason for c in self.criteria if c.blocking and not c.passed]
         return "; ".join(failed) if failed else "all criteria passed"
 
     def to_dict(self) -> dict:
-        return {"stage": self.stage, "passed": self.passed, "reason": self.reason,
+        return {"stage": self.stage, "passed": self.passed, "inconclusive": self.inconclusive, "reason": self.reason,
                 "criteria": [asdict(c) for c in self.criteria]}
 
 
 @dataclass
 class Evidence:
-    """What the gate needs about one variant: flat metrics and the raw latencies behind them."""
+    """What the gate needs about one variant: flat metrics, quality from ``split``."""
 
     metrics: dict[str, float | None]
-    latencies_s: Sequence[float]
-    split: str = "tuning"  # where the quality metrics come from
+    split: str = "tuning"
 
 
 def _fmt(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4g}"
 
 
-def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, blocking: bool, noise: NoiseSpec) -> GateCriterion:
-    """Evaluate one target; a missing metric fails it."""
+def speed_criterion(name: str, metric: str, versus: Comparison | None, noise: NoiseSpec, limit: float = 1.0,
+                    blocking: bool = True, enabling: bool = False) -> GateCriterion:
+    """``metric`` of the candidate over the reference's, from their paired comparison, must be below ``limit``
+    beyond noise (an enabling step: must not be above 1 beyond noise).
+
+    Throughput is higher-is-better, but the comparison runs on latency: a lower latency ratio is always better.
+    """
+    def result(passed: bool, reason: str, measured: float | None = None, inconclusive: bool = False) -> GateCriterion:
+        return GateCriterion(name, metric, measured, limit, passed, blocking, f"{metric}: {reason}", inconclusive)
+
+    if versus is None:
+        return result(False, "no paired comparison was measured")
+    if versus.error:
+        return result(False, versus.error)
+    stat = SPEED_STAT[metric]
+    ratio = versus.ratios.get(stat)
+    if ratio is None:
+        return result(False, f"block {stat} is not reportable with {versus.block_queries}-query blocks "
+                             f"(needs {min_block_queries(stat)})")
+    span = (f"{ratio.ratio:.2f}x the {versus.reference_role}'s latency ({ratio.confidence:.0%} CI "
+            f"{ratio.low:.2f}-{ratio.high:.2f}, {ratio.pairs} interleaved pairs)")
+    if noise.too_noisy(versus):
+        noisy = (f"inconclusive: machine too noisy (reference CV {versus.reference_cv:.0%} > "
+                 f"{noise.max_reference_cv:.0%}); {span}")
+        return result(enabling, noisy if not enabling else f"speed not judged, {noisy}", ratio.ratio, not enabling)
+    if enabling:
+        ok = not ratio.significantly_higher
+        return result(ok, f"{span}, {'not slower beyond noise (no speed-up needed)' if ok else 'slower'}", ratio.ratio)
+    if ratio.high < limit:
+        return result(True, f"{span}, {'faster beyond noise' if limit == 1.0 else f'below {limit:.2f} beyond noise'}",
+                      ratio.ratio)
+    verdict = "slower" if ratio.significantly_higher else (
+        "no speed-up beyond noise" if limit == 1.0 else f"needs <= {limit:.2f} beyond noise")
+    return result(False, f"{span}, {verdict}", ratio.ratio)
+
+
+def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, blocking: bool, noise: NoiseSpec,
+                 versus_baseline: Comparison | None = None) -> GateCriterion:
+    """Evaluate one target; a missing metric fails it. ``min_improvement`` is judged on ``versus_baseline``."""
     kind, bound = target.bound
     name = f"{target.metric} {kind} {bound:g}"
+    if kind == "min_improvement":
+        if versus_baseline is None and not blocking:
+            return GateCriterion(name, target.metric, None, 1 - bound, False, False,
+                                 f"{target.metric}: judged at the final gate, in a paired comparison with the baseline")
+        return speed_criterion(name, target.metric, versus_baseline, noise, limit=1 - bound, blocking=blocking)
     value = candidate.metrics.get(target.metric)
     if value is None:
         return GateCriterion(name, target.metric, None, bound, False, blocking, f"{target.metric} was not measured")
@@ -168,13 +256,6 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
     base = baseline.metrics.get(target.metric)
     if base is None:
         return GateCriterion(name, target.metric, value, bound, False, blocking, f"baseline {target.metric} was not measured")
-    if kind == "min_improvement":
-        ci = speed_ratio(target.metric, candidate, baseline, noise)
-        limit = 1 - bound
-        ok = ci is not None and ci.high <= limit
-        detail = "too few latencies to bootstrap" if ci is None else f"ratio to baseline {ci.ratio:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
-        return GateCriterion(name, target.metric, value, limit, ok, blocking,
-                             f"{target.metric} {detail}, needs <= {limit:.3f} beyond noise")
     worsening = (base - value) if info.higher_is_better else (value - base)
     if kind == "max_relative_drop":
         worsening = worsening / abs(base) if base else (math.inf if worsening > 0 else 0.0)
@@ -182,30 +263,6 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
     change = f"worse by {worsening:.4g}" if worsening > 0 else "no worse"
     return GateCriterion(name, target.metric, value, bound, ok, blocking,
                          f"{target.metric} {_fmt(value)} vs baseline {_fmt(base)}: {change} ({kind} {bound:g})")
-
-
-def speed_ratio(metric: str, candidate: Evidence, reference: Evidence, noise: NoiseSpec):
-    """Bootstrap CI of candidate/reference latency for ``metric``; None when samples are too small."""
-    try:
-        return bootstrap_ratio_ci(candidate.latencies_s, reference.latencies_s, stat=BOOTSTRAP_STAT[metric],
-                                  n_resamples=noise.n_resamples, confidence=noise.confidence)
-    except ValueError:
-        return None
-
-
-def improvement_criterion(objective: str, candidate: Evidence, champion: Evidence, noise: NoiseSpec) -> GateCriterion:
-    """The ratchet's own rule: the candidate must beat the champion on the objective beyond noise."""
-    ci = speed_ratio(objective, candidate, champion, noise)
-    value = candidate.metrics.get(objective)
-    name = f"{objective} improves on champion"
-    if ci is None:
-        return GateCriterion(name, objective, value, 1.0, False, True, f"{objective}: too few latencies to compare with the champion")
-    # Throughput is higher-is-better, but its bootstrap runs on latency: a lower latency ratio is always better.
-    span = f"{ci.ratio:.2f}x the champion's latency ({noise.confidence:.0%} CI {ci.low:.2f}-{ci.high:.2f})"
-    if ci.significantly_lower:
-        return GateCriterion(name, objective, value, 1.0, True, True, f"{objective}: {span}, faster beyond noise")
-    verdict = "slower" if ci.significantly_higher else "no speed-up beyond noise"
-    return GateCriterion(name, objective, value, 1.0, False, True, f"{objective}: {span}, {verdict}")
 
 
 def rubric_criteria(thresholds: dict[str, float], candidate: Evidence) -> list[GateCriterion]:
@@ -234,35 +291,43 @@ def parity_criteria(parity: Parity, max_abs_tol: float, min_cosine: float) -> li
 @dataclass(frozen=True)
 class GatePolicy:
     """The spec's rules for judging a candidate, built once from it: targets, rubric thresholds, the objective
-    every step must improve, and how sure a speed-up must be. Each stage (see the module docstring) is a method."""
+    every step must improve, and how speed is measured and trusted. Each stage is a method."""
 
     targets: tuple[TargetSpec, ...]
     thresholds: dict[str, float]
     objective: str
     noise: NoiseSpec
 
-    def step(self, candidate: Evidence, baseline: Evidence, champion: Evidence) -> GateDecision:
+    @property
+    def needs_final_comparison(self) -> bool:
+        """Whether the final gate compares the champion with the baseline (a ``min_improvement`` target)."""
+        return any(t.bound[0] == "min_improvement" for t in self.targets)
+
+    def step(self, candidate: Evidence, baseline: Evidence, versus_champion: Comparison | None,
+             enabling: bool = False) -> GateDecision:
         """Quality, memory and size targets and the rubric thresholds must hold; the objective must improve on the
-        champion beyond noise. Latency and cost targets are recorded without blocking."""
-        criteria = self._criteria("step", candidate, baseline)
-        return GateDecision("step", [*criteria, improvement_criterion(self.objective, candidate, champion, self.noise)])
+        champion beyond noise (an enabling step: must not be slower). Latency and cost targets are recorded."""
+        name = f"{self.objective} {'not slower than' if enabling else 'improves on'} champion"
+        versus = speed_criterion(name, self.objective, versus_champion, self.noise, enabling=enabling)
+        return GateDecision("step", [*self._criteria("step", candidate, baseline, None), versus])
 
-    def final(self, candidate: Evidence, baseline: Evidence) -> GateDecision:
-        """Every target and rubric threshold on the final champion (held-out evidence)."""
-        return GateDecision("final", self._criteria("final", candidate, baseline))
+    def final(self, candidate: Evidence, baseline: Evidence, versus_baseline: Comparison | None) -> GateDecision:
+        """Every target and rubric threshold on the final champion (held-out evidence, paired speed vs baseline)."""
+        return GateDecision("final", self._criteria("final", candidate, baseline, versus_baseline))
 
-    def compile(self, candidate: Evidence, baseline: Evidence, champion: Evidence, parity: Parity,
+    def compile(self, candidate: Evidence, baseline: Evidence, versus_champion: Comparison | None, parity: Parity,
                 max_abs_diff: float, min_cosine: float) -> GateDecision:
         """Parity with the artifact's source within tolerances, quality/memory/size targets (held-out evidence);
         its speed against the champion is recorded, not required."""
-        versus = improvement_criterion(self.objective, candidate, champion, self.noise)
+        versus = speed_criterion(f"{self.objective} vs champion", self.objective, versus_champion, self.noise,
+                                 blocking=False)
         return GateDecision("compile", [*parity_criteria(parity, max_abs_diff, min_cosine),
-                                        *self._criteria("compile", candidate, baseline),
-                                        replace(versus, name=f"{self.objective} vs champion", blocking=False)])
+                                        *self._criteria("compile", candidate, baseline, None), versus])
 
-    def _criteria(self, stage: Stage, candidate: Evidence, baseline: Evidence) -> list[GateCriterion]:
+    def _criteria(self, stage: Stage, candidate: Evidence, baseline: Evidence,
+                  versus_baseline: Comparison | None) -> list[GateCriterion]:
         criteria = rubric_criteria(self.thresholds, candidate)
         for target in self.targets:
             blocking = stage == "final" or metric_info(target.metric).family in STEP_BLOCKING
-            criteria.append(check_target(target, candidate, baseline, blocking, self.noise))
+            criteria.append(check_target(target, candidate, baseline, blocking, self.noise, versus_baseline))
         return criteria

@@ -7,9 +7,9 @@ functions, so it can be tested without a model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,12 @@ from ratchet.core.variant import Variant, size_mb
 from ratchet.evals.rubric import RubricResult, RubricSpec, score_rubric
 from ratchet.evals.scorers import EvalContext
 from ratchet.evals.workloads import SPLITS, Workload, WorkloadSpec
+from ratchet.hardware.benchmark.machine import fingerprint
 from ratchet.hardware.benchmark.stats import cost_per_1k
 from ratchet.hardware.environments import EnvironmentBuildError, WorkerError, run_module
 from ratchet.tasks.gate import Evidence
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[..., None]  # (phase, done, total, note=None): a bar per phase; note: e.g. that it was capped
 
 
 class MeasurementError(RuntimeError):
@@ -35,14 +36,15 @@ class Measurement:
     """Everything measured about one variant."""
 
     perf: dict[str, float | None]
-    latencies_s: list[float]
     outputs: dict[str, np.ndarray] = field(repr=False)
     artifacts_dir: Path | None = None
     rubric: dict[str, RubricResult] = field(default_factory=dict)  # split -> result, filled by ``evaluate``
+    machine: dict = field(default_factory=dict)  # the machine's fingerprint, and the threads and cores used
+    measured_at: str = ""  # UTC, ISO 8601: a result reused from the cache says when it was measured
 
     def evidence(self, split: str) -> Evidence:
         """Flat metrics with quality from ``split``, for the gate."""
-        return Evidence({**self.perf, **self.rubric[split].metrics()}, self.latencies_s, split)
+        return Evidence({**self.perf, **self.rubric[split].metrics()}, split)
 
     def summary_metrics(self, split: str = "tuning") -> dict[str, float | None]:
         return {**self.perf, **self.rubric[split].metrics()}
@@ -64,7 +66,7 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
         "eval_inputs": workload.eval_inputs(),
         "requests": workload.request_texts("tuning"),
     }
-    report = (lambda msg: on_progress(msg["phase"], msg["done"], msg["total"])) if on_progress else None
+    report = (lambda msg: on_progress(msg["phase"], msg["done"], msg["total"], msg.get("note"))) if on_progress else None
     try:
         return run_module(variant.environment, "ratchet.hardware.benchmark.worker", job, out_dir / "job.json", report)
     except (WorkerError, EnvironmentBuildError) as exc:
@@ -101,11 +103,12 @@ def load_outputs(out_dir: Path) -> dict[str, np.ndarray]:
 def measure_variant(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
                     out_dir: Path, on_progress: ProgressFn | None = None) -> Measurement:
     """Benchmark ``variant`` in its own process and collect its outputs on the eval inputs."""
+    measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = run_worker(variant, hardware, workload_spec, workload, out_dir, on_progress)
-    latencies = json.loads((out_dir / "latencies.json").read_text())[str(workload_spec.batch_sizes[0])]
     return Measurement(
         perf=perf_metrics(result, workload_spec.batch_sizes, variant, hardware),
-        latencies_s=latencies,
         outputs=load_outputs(out_dir),
         artifacts_dir=out_dir,
+        machine={"fingerprint": fingerprint(hardware), "placement": result["placement"]},
+        measured_at=measured_at,
     )

@@ -12,10 +12,13 @@ from typing import Literal
 
 from ratchet.core.variant import Variant
 from ratchet.hardware.parity import Parity
+from ratchet.tasks.compare import Comparison
 from ratchet.tasks.gate import GateDecision
 from ratchet.tasks.measure import Measurement
 
-Decision = Literal["baseline", "measured", "accepted", "rejected", "skipped", "failed"]
+# "inconclusive": the measurement could not tell whether the candidate is faster (the machine was too unstable);
+# like a rejection it leaves the champion where it is, unlike one it says nothing against the candidate.
+Decision = Literal["baseline", "measured", "accepted", "rejected", "inconclusive", "skipped", "failed"]
 CompileStatus = Literal["measured", "compiled", "skipped", "failed"]
 
 
@@ -30,8 +33,10 @@ class StepRecord:
     settings: dict = field(default_factory=dict)
     variant: Variant | None = None
     measurement: Measurement | None = None
+    comparison: Comparison | None = None  # paired, against the champion it was made from
     gate: GateDecision | None = None
     champion_before: str | None = None
+    attempts: int = 0  # paired comparisons made (more than one: the first were inconclusive)
 
 
 @dataclass
@@ -63,10 +68,16 @@ class RatchetState:
 class FinalDecision:
     champion: StepRecord
     gate: GateDecision
+    comparison: Comparison | None = None  # paired, champion against the baseline (when a target asks for a speed-up)
+    attempts: int = 0
 
     @property
     def targets_met(self) -> bool:
         return self.gate.passed
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.gate.inconclusive
 
 
 @dataclass
@@ -83,4 +94,5 @@ class CompileRecord:
     variant: Variant | None = None
     measurement: Measurement | None = None
     parity: Parity | None = None
+    comparison: Comparison | None = None  # paired, against the champion (recorded, not required)
     gate: GateDecision | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ratchet.flows.benchmarks import backends, compare
+from ratchet.flows.benchmarks import backends, compare, stability
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +36,21 @@ def test_backends_benchmark_compiles_and_lists_skipped_targets(tmp_path: Path, c
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "compiled" in rows["onnxruntime"] and "skipped: AWS Neuron needs" in rows["neuron"]
     assert "PyTorch fp32" in rows
+
+
+@pytest.mark.slow
+def test_stability_prints_each_runs_decisions_quiet_and_under_load(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = yaml.safe_load((ROOT / "examples" / "minilm-support.yaml").read_text())
+    data["workload"].update(dataset=str(ROOT / "evals" / "data" / "support_faq.json"), batch_sizes=[1])
+    data["steps"] = [{"kind": "onnx_export", "name": "onnx"}]
+    data["noise"] = {"retries": 0, "pairs": 4}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    stability.main([str(spec), "--runs", "1", "--quick", "--markdown"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("| 1 |")]
+    assert [(r[1], r[2]) for r in rows] == [("quiet", "onnx"), ("loaded", "onnx")]
+    for row in rows:
+        assert row[3].split(":")[0] in ("accepted", "rejected", "inconclusive")
+        assert row[4].endswith("x") and row[7] == "4"  # the ratio, from the spec's 4 interleaved pairs

@@ -7,7 +7,6 @@ import pytest
 
 from ratchet.hardware.benchmark.stats import (
     MIN_QUERIES_FOR_PERCENTILE,
-    bootstrap_ratio_ci,
     cost_per_1k,
     percentile_ms,
     summarize,
@@ -85,51 +84,3 @@ def test_cost_per_1k_without_throughput() -> None:
     assert cost_per_1k(2.0, None) is None
     with pytest.raises(ValueError):
         cost_per_1k(2.0, -1.0)
-
-
-def _lognormal(seed: int, size: int = 500) -> np.ndarray:
-    return np.random.default_rng(seed).lognormal(mean=-4.0, sigma=0.3, size=size)
-
-
-def test_bootstrap_detects_faster_candidate() -> None:
-    ci = bootstrap_ratio_ci(0.5 * _lognormal(1), _lognormal(2), stat="p95")
-    assert ci.high < 1.0
-    assert ci.significantly_lower and ci.excludes_one and not ci.significantly_higher
-    assert ci.low <= ci.ratio <= ci.high
-    assert ci.ratio == pytest.approx(0.5, rel=0.15)
-
-
-def test_bootstrap_detects_slower_candidate() -> None:
-    ci = bootstrap_ratio_ci(2.0 * _lognormal(1), _lognormal(2), stat="mean")
-    assert ci.low > 1.0
-    assert ci.significantly_higher and ci.excludes_one
-
-
-def test_bootstrap_same_distribution_contains_one() -> None:
-    ci = bootstrap_ratio_ci(_lognormal(3), _lognormal(4), stat="p50")
-    assert ci.low < 1.0 < ci.high
-    assert not ci.excludes_one
-
-
-def test_bootstrap_is_deterministic_per_seed() -> None:
-    args = (_lognormal(5), _lognormal(6))
-    assert bootstrap_ratio_ci(*args, seed=7) == bootstrap_ratio_ci(*args, seed=7)
-    assert bootstrap_ratio_ci(*args, seed=7) != bootstrap_ratio_ci(*args, seed=8)
-
-
-def test_bootstrap_accepts_callable_stat() -> None:
-    candidate, reference = _lognormal(1, 200), _lognormal(2, 200)
-    ci = bootstrap_ratio_ci(candidate, reference, stat=lambda x: float(np.median(x)), n_resamples=200)
-    assert ci.ratio == pytest.approx(np.median(candidate) / np.median(reference))
-    assert ci.n_resamples == 200 and ci.confidence == 0.95
-
-
-def test_bootstrap_enforces_percentile_minimum() -> None:
-    with pytest.raises(ValueError, match="p99"):
-        bootstrap_ratio_ci(_lognormal(1, 100), _lognormal(2, 100), stat="p99")
-
-
-@pytest.mark.parametrize("stat", ["p42", "median"])
-def test_bootstrap_rejects_unknown_stat(stat: str) -> None:
-    with pytest.raises(ValueError):
-        bootstrap_ratio_ci(_lognormal(1), _lognormal(2), stat=stat)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ratchet.flows.compiling import compile_target, gate_compile
-from ratchet.flows.pipeline import run_info
+from ratchet.flows.compiling import gate_compile
+from ratchet.flows.pipeline import Stages, compile_target, run_info
 from ratchet.flows.ratchet import evaluate_step, finalize, run_baseline, try_step
 from ratchet.flows.report import build_summary, compile_table_rows, markdown_report
 from ratchet.flows.spec import Prepared, parse_spec, preflight
@@ -44,7 +44,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Prepared, RatchetStat
     onnx = evaluate_step(prepared, baseline, try_step(prepared, baseline.variant, prepared.spec.steps[0]))
     assert onnx.decision == "measured", onnx.reason
     state = RatchetState.start(baseline).advance([replace(onnx, decision="accepted")])
-    return prepared, state, [compile_target(prepared, state, target) for target in prepared.spec.compile]
+    return prepared, state, [compile_target(prepared, state, target, Stages()) for target in prepared.spec.compile]
 
 
 def test_onnxruntime_compiles_the_onnx_champion_and_keeps_parity(run) -> None:
@@ -78,7 +78,7 @@ def test_a_parity_tolerance_the_artifact_misses_fails_its_gate_with_the_numbers(
 
 def test_summary_and_report_list_every_target(run) -> None:
     prepared, state, compiled = run
-    summary = build_summary(state, finalize(prepared, state), None, None, "t", compiled)
+    summary = build_summary(state, finalize(prepared, state, None), None, None, "t", compiled)
     rows = {c["target"]: c for c in summary["compile"]}
     assert rows["onnxruntime"]["status"] == "compiled" and rows["onnxruntime"]["parity"]["max_abs_diff"] < 1e-4
     assert rows["tensorrt"]["status"] == "skipped" and rows["tensorrt"]["parity"] is None
@@ -115,7 +115,7 @@ def test_mlflow_gets_a_run_per_target_and_the_version_records_where_the_champion
         tracker.log_record(record)
     for record in compiled:
         tracker.log_compiled(record)
-    final = finalize(prepared, state)
+    final = finalize(prepared, state, None)
     assert final.targets_met, final.gate.reason
     version = tracker.promote(final, state.records, compiled)
     tracker.end()

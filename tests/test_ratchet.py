@@ -9,24 +9,41 @@ import numpy as np
 
 from ratchet.evals.rubric import CriterionResult, RubricResult
 from ratchet.flows.ratchet import pick_winner
+from ratchet.hardware.benchmark.paired import PairedRatio
+from ratchet.tasks.compare import Comparison
 from ratchet.tasks.measure import Measurement
 from ratchet.tasks.records import RatchetState, StepRecord
 from ratchet.tasks.techniques.cast import CastSpec
 
 
+CHAMPION_P95 = 5.0
+
+
 def record(name: str, decision: str, p95: float, rubric: float = 0.8) -> StepRecord:
+    """A record measured at ``p95`` ms, compared with a champion of ``CHAMPION_P95`` ms."""
     rubric_result = RubricResult("tuning", rubric, [CriterionResult("r", "recall_at_k", rubric, 1.0, 0.0)])
-    measurement = Measurement({"p95_ms": p95}, [p95 / 1000] * 10, {"queries": np.zeros((1, 2))}, Path("."),
+    measurement = Measurement({"p95_ms": p95}, {"queries": np.zeros((1, 2))}, Path("."),
                               {"tuning": rubric_result, "heldout": rubric_result})
-    return StepRecord(name, "cast", decision, "all criteria passed", measurement=measurement)
+    r = p95 / CHAMPION_P95
+    versus = Comparison("champion", name, "champion", ratios={"p95": PairedRatio("p95", r, r * 0.95, r * 1.05, 0.95, 8, 0.02, 0.02)})
+    return StepRecord(name, "cast", decision, "all criteria passed", measurement=measurement, comparison=versus)
 
 
 def test_pick_winner_keeps_the_fastest_accepted_and_says_why_the_others_lost() -> None:
     records = [record("a", "accepted", 5.0), record("b", "accepted", 4.0), record("c", "rejected", 1.0)]
     picked = pick_winner(records, "p95_ms")
     assert [r.decision for r in picked] == ["rejected", "accepted", "rejected"]
-    assert "b is better on p95_ms" in picked[0].reason
+    assert "b is better on p95_ms (0.80x vs 1.00x the champion's)" in picked[0].reason
     assert picked[2].reason == "all criteria passed"  # a gate rejection keeps its own reason
+
+
+def test_pick_winner_ranks_a_candidate_without_a_comparison_last() -> None:
+    """A search candidate whose comparison is missing never wins on speed it did not show."""
+    measured = record("a", "accepted", 4.5)
+    unmeasured = record("b", "accepted", 1.0)
+    unmeasured.comparison = None
+    picked = pick_winner([unmeasured, measured], "p95_ms")
+    assert [r.decision for r in picked] == ["rejected", "accepted"]
 
 
 def test_pick_winner_breaks_ties_on_quality() -> None:

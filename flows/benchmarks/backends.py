@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ratchet.core.layout import PROJECT_ROOT
 from ratchet.flows.benchmarks import scratch
-from ratchet.flows.benchmarks.tables import show
+from ratchet.flows.benchmarks.tables import cell, show, times
 from ratchet.flows.cli import quiet_libraries, stdout_console
 from ratchet.flows.pipeline import run_pipeline
+from ratchet.flows.report import ratio
 from ratchet.flows.spec import load_spec
 from ratchet.tasks.records import CompileRecord, StepRecord
 
@@ -30,11 +31,10 @@ COLUMNS = ("variant", "status", "from", "p50 ms", "p95 ms", "p99 ms", "req/s", "
 
 
 def _cells(perf: dict, base: dict, rubric: float | None) -> list[str]:
-    def ms(key: str) -> str:
-        return "-" if perf.get(key) is None else f"{perf[key]:.2f}"
-
-    return [ms("p50_ms"), ms("p95_ms"), ms("p99_ms"), f"{perf['throughput_rps']:.0f}", f"${perf['cost_per_1k']:.6f}",
-            f"{base['p95_ms'] / perf['p95_ms']:.2f}×", *(["-"] * 2), "-" if rubric is None else f"{rubric:.3f}"]
+    cost = perf.get("cost_per_1k")
+    return [*(cell(perf.get(k), ".2f") for k in ("p50_ms", "p95_ms", "p99_ms")), cell(perf.get("throughput_rps"), ".0f"),
+            "-" if cost is None else f"${cost:.6f}", times(ratio(base.get("p95_ms"), perf.get("p95_ms"))),
+            *(["-"] * 2), cell(rubric, ".3f")]
 
 
 def rows(baseline: StepRecord, champion: StepRecord, compiled: list[CompileRecord]) -> list[list[str]]:

@@ -19,10 +19,11 @@ from pathlib import Path
 from rich.markup import escape
 
 from ratchet.flows.benchmarks import scratch
-from ratchet.flows.benchmarks.tables import show
+from ratchet.flows.benchmarks.tables import cell, show, times
 from ratchet.flows.cli import DEFAULT_SPEC, quiet_libraries, stdout_console
 from ratchet.flows.pipeline import Stages, run_pipeline
-from ratchet.flows.ratchet import evaluate_step, gate_step, run_baseline, try_step
+from ratchet.flows.ratchet import compare, evaluate_step, gate_step, run_baseline, try_step
+from ratchet.flows.report import ratio
 from ratchet.flows.spec import Prepared, load_spec, parse_spec, preflight
 from ratchet.tasks.records import RatchetState, StepRecord
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_recipe(prepared: Prepared, baseline: StepRecord, steps: list[dict]) -> StepRecord:
-    """Apply ``steps`` in order from the baseline, then evaluate and gate the result against it."""
+    """Apply ``steps`` in order from the baseline, then evaluate the result, compare it with the baseline in
+    interleaved blocks and gate it against it."""
     specs = parse_spec({**prepared.spec.model_dump(mode="json"), "steps": steps}).steps
     state = RatchetState.start(baseline)
     variant, record = baseline.variant, baseline
@@ -95,7 +97,9 @@ def run_recipe(prepared: Prepared, baseline: StepRecord, steps: list[dict]) -> S
         if record.decision != "measured":
             return record
         variant = record.variant
-    return gate_step(prepared, state, evaluate_step(prepared, baseline, record))
+    record = evaluate_step(prepared, baseline, record)
+    return gate_step(prepared, state, replace(record, comparison=compare(prepared, baseline.variant, record.variant,
+                                                                          "baseline")))
 
 
 def champion_of(path: Path, measured_on: Prepared, baseline: StepRecord, tracking_uri: str) -> tuple[StepRecord, str]:
@@ -124,12 +128,12 @@ def comparison_rows(rows: list[tuple[str, StepRecord]]) -> list[list[str]]:
         held = m.rubric["heldout"].metrics()
         out.append([
             name,
-            f"{base.perf['p50_ms'] / m.perf['p50_ms']:.2f}×",
-            f"{base.perf['p95_ms'] / m.perf['p95_ms']:.2f}×",
-            f"{m.perf['throughput_rps'] / base.perf['throughput_rps']:.2f}×",
-            f"{held.get('fidelity', float('nan')):.4f}",
-            f"{held.get('recall_at_5', float('nan')):.3f}",
-            f"{m.perf['size_mb']:.1f}",
+            times(ratio(base.perf.get("p50_ms"), m.perf.get("p50_ms"))),
+            times(ratio(base.perf.get("p95_ms"), m.perf.get("p95_ms"))),
+            times(ratio(m.perf.get("throughput_rps"), base.perf.get("throughput_rps"))),
+            cell(held.get("fidelity"), ".4f"),
+            cell(held.get("recall_at_5"), ".3f"),
+            cell(m.perf.get("size_mb"), ".1f"),
             verdict,
         ])
     return out

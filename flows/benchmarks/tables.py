@@ -9,6 +9,16 @@ from rich.markup import escape
 from rich.table import Table
 
 
+def cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or ``-`` when it is missing (a percentile too few queries could report, a failed row)."""
+    return "-" if value is None else format(value, fmt)
+
+
+def times(value: float | None) -> str:
+    """A ratio as ``2.31×``."""
+    return "-" if value is None else f"{value:.2f}×"
+
+
 def show(console: Console, title: str, columns: Sequence[str], rows: list[list[str]], markdown: bool) -> None:
     table = Table(title=title)
     for column in columns:

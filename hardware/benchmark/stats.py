@@ -3,15 +3,15 @@
 Tail percentiles of small samples are noise: the p99 of 50 queries is just the
 largest value seen.  MLPerf LoadGen therefore refuses to report a percentile
 unless the run issued enough queries, and this module applies the same rule so
-that no gate ever compares two meaningless tails.  Comparisons between two
-runs go through a bootstrap confidence interval on the ratio of a statistic,
-because a point ratio alone cannot tell an improvement from run-to-run jitter.
+that no report shows a meaningless tail.  Comparisons between two variants are
+not made from two such summaries (each taken in its own time window) but from
+interleaved blocks: ``paired.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,9 +22,6 @@ MIN_QUERIES_FOR_PERCENTILE: dict[int, int] = {50: 1, 90: 64, 95: 300, 99: 662}
 PERCENTILE_METHOD = "linear"
 """numpy's default interpolation (Hyndman-Fan type 7); fixed here so results never
 silently change with a numpy default."""
-
-StatFn = Callable[[np.ndarray], float]
-
 
 def _min_queries(q: float) -> int:
     """Look up the sample-size rule; untabulated percentiles have no agreed minimum."""
@@ -105,91 +102,6 @@ def summarize(latencies_s: Sequence[float], duration_s: float, samples_per_query
         stdev_pct=_stdev_pct(values),
         throughput_rps=values.size * samples_per_query / duration_s,
     )
-
-
-@dataclass(frozen=True)
-class RatioCI:
-    """Bootstrap confidence interval for stat(candidate) / stat(reference).
-
-    A gate should treat a latency change as real only when the interval excludes 1;
-    otherwise the difference is indistinguishable from measurement noise.
-    """
-
-    ratio: float
-    low: float
-    high: float
-    confidence: float
-    n_resamples: int
-
-    @property
-    def excludes_one(self) -> bool:
-        """True when the change is significant in either direction."""
-        return self.significantly_lower or self.significantly_higher
-
-    @property
-    def significantly_lower(self) -> bool:
-        """Candidate's statistic is lower than the reference's (an improvement for latency)."""
-        return self.high < 1.0
-
-    @property
-    def significantly_higher(self) -> bool:
-        """Candidate's statistic is higher than the reference's (a regression for latency)."""
-        return self.low > 1.0
-
-
-def _batched_stat(stat: StatFn | str, sample_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Turn `stat` into a function of a (resamples, n) matrix returning one value per row.
-
-    Named percentiles are vectorised and obey the MLPerf sample-size rule, so a
-    bootstrap never compares tails that a single run would not even report.
-    """
-    if callable(stat):
-        return lambda rows: np.array([stat(row) for row in rows], dtype=float)
-    if stat == "mean":
-        return lambda rows: rows.mean(axis=-1)
-    if not (stat.startswith("p") and stat[1:].isdigit()):
-        raise ValueError(f"unknown statistic {stat!r}; use 'mean', 'p50', 'p90', 'p95', 'p99' or a callable")
-    q = int(stat[1:])
-    if sample_size < _min_queries(q):
-        raise ValueError(f"{stat} needs at least {_min_queries(q)} latencies per sample, got {sample_size}")
-    return lambda rows: np.percentile(rows, q, axis=-1, method=PERCENTILE_METHOD)
-
-
-def _resample(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Draw `n_resamples` same-size resamples with replacement, one per row."""
-    return values[rng.integers(0, values.size, size=(n_resamples, values.size))]
-
-
-def bootstrap_ratio_ci(
-    candidate_s: Sequence[float],
-    reference_s: Sequence[float],
-    stat: StatFn | str = "p95",
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> RatioCI:
-    """Percentile-bootstrap CI for stat(candidate) / stat(reference).
-
-    The two runs are independent, so each sample is resampled independently with
-    replacement; the interval is the central `confidence` mass of the resampled
-    ratios.  `seed` makes the interval reproducible, which gates rely on.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    candidate = np.asarray(candidate_s, dtype=float)
-    reference = np.asarray(reference_s, dtype=float)
-    stat_fn = _batched_stat(stat, min(candidate.size, reference.size))
-    reference_point = float(stat_fn(reference[np.newaxis, :])[0])
-    if not reference_point > 0.0:
-        raise ValueError(f"reference statistic must be positive to form a ratio, got {reference_point}")
-    ratio = float(stat_fn(candidate[np.newaxis, :])[0]) / reference_point
-    rng = np.random.default_rng(seed)
-    ratios = stat_fn(_resample(candidate, n_resamples, rng)) / stat_fn(_resample(reference, n_resamples, rng))
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail], method=PERCENTILE_METHOD)
-    return RatioCI(ratio=ratio, low=float(low), high=float(high), confidence=confidence, n_resamples=n_resamples)
 
 
 def cost_per_1k(price_per_hour: float, throughput_rps: float | None) -> float | None:

@@ -1,10 +1,20 @@
 """Measure one variant in a process of its own: ``python -m ratchet.hardware.benchmark.worker JOB.json``.
 
 Running each variant in a fresh process keeps variants from disturbing each
-other (allocator state, compiled kernels, thread pools, peak RSS). The job (with the
-variant's description) and the results cross the boundary as files: ``job.json`` in; ``outputs.npz`` (the
-model's outputs on the eval inputs), ``latencies.json`` and ``job.result.json`` out.
-Progress goes to stdout as JSON lines so the parent can draw a bar.
+other (allocator state, compiled kernels, thread pools, peak RSS). The process
+pins itself to the cores the hardware profile declares and records the
+threads and cores it used.
+
+Two modes:
+
+* a measurement job: the job (with the variant's description) and the results
+  cross the boundary as files: ``job.json`` in; ``outputs.npz`` (the model's
+  outputs on the eval inputs), ``latencies.json`` and ``job.result.json`` out;
+* ``"serve": true``: load and warm up, say so, then run one block of queries
+  per command read from standard input and answer with its latencies, until
+  the input ends. ``hardware.benchmark.session`` drives it for paired comparisons.
+
+Progress and answers go to stdout as JSON lines so the parent can draw a bar.
 """
 
 from __future__ import annotations
@@ -22,15 +32,17 @@ from pydantic import BaseModel
 
 from ratchet.core.profile import HardwareSpec
 from ratchet.core.variant import Variant
-from ratchet.hardware.benchmark.loadgen import Budget, Scenario, run_scenario
+from ratchet.hardware.benchmark.loadgen import Budget, LoadResult, Scenario, run_scenario
+from ratchet.hardware.benchmark.machine import pin, threads_used
 from ratchet.hardware.environments import emit, read_job, write_result
-from ratchet.hardware.runtimes import Shape, load_variant
+from ratchet.hardware.runtimes import Predictor, Shape, load_variant
 
 EVAL_BATCH = 32
+PROGRESS_EVERY = 25
 
 
 class Job(BaseModel):
-    """Everything the worker needs, written by the parent as ``job.json``."""
+    """Everything a measurement needs, written by the parent as ``job.json``."""
 
     variant: Variant
     out_dir: Path
@@ -45,11 +57,25 @@ class Job(BaseModel):
     requests: list[str]
 
 
-def progress(phase: str, done: int, total: int) -> None:
-    emit({"phase": phase, "done": done, "total": total})
+class ServeJob(BaseModel):
+    """What a serving worker needs: the variant, how it runs, and the requests its blocks cycle through."""
+
+    variant: Variant
+    hardware: HardwareSpec
+    scenario: Scenario
+    target_qps: float | None
+    sequence_length: int
+    max_new_tokens: int
+    warmup_s: float
+    batch_size: int
+    requests: list[str]
 
 
-def encode_all(predictor, texts: list[str], phase: str) -> np.ndarray:
+def progress(phase: str, done: int, total: int, note: str | None = None) -> None:
+    emit({"phase": phase, "done": done, "total": total, **({"note": note} if note else {})})
+
+
+def encode_all(predictor: Predictor, texts: list[str], phase: str) -> np.ndarray:
     rows = []
     for start in range(0, len(texts), EVAL_BATCH):
         rows.append(predictor.predict(texts[start : start + EVAL_BATCH]))
@@ -62,30 +88,62 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
+def latency_run(predictor: Predictor, job: Job, budget: Budget, batch_size: int) -> LoadResult:
+    """One scenario run; its bar ends full, saying so when the run was cut short by ``max_duration_s``."""
+    phase = f"latency bs={batch_size}"
+    result = run_scenario(
+        predictor.predict, job.requests, job.scenario, budget, batch_size=batch_size, target_qps=job.target_qps,
+        on_progress=lambda done, total: progress(phase, done, total) if done % PROGRESS_EVERY == 0 else None,
+    )
+    done = len(result.latencies_s)
+    progress(phase, done, done, f"capped at {budget.max_duration_s:g} s" if result.truncated else None)
+    return result
+
+
 def run(job: Job) -> dict:
-    variant = job.variant
+    placement = pin(job.hardware)
     t0 = time.perf_counter()
-    predictor = load_variant(variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
+    predictor = load_variant(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
     load_s = time.perf_counter() - t0
     outputs = {name: encode_all(predictor, texts, f"eval {name}") for name, texts in job.eval_inputs.items()}
     np.savez(job.out_dir / "outputs.npz", **outputs)
     budget = Budget(**job.budget)
-    runs = {}
-    for bs in job.batch_sizes:
-        phase = f"latency bs={bs}"
-        result = run_scenario(
-            predictor.predict, job.requests, job.scenario, budget, batch_size=bs, target_qps=job.target_qps,
-            on_progress=lambda done, total, phase=phase: progress(phase, done, total) if done % 25 == 0 else None,
-        )
-        runs[str(bs)] = {"summary": result.summary().to_dict(), "latencies_s": result.latencies_s, "truncated": result.truncated}
-    (job.out_dir / "latencies.json").write_text(json.dumps({bs: r["latencies_s"] for bs, r in runs.items()}))
-    result = {
+    runs = {str(bs): latency_run(predictor, job, budget, bs) for bs in job.batch_sizes}
+    (job.out_dir / "latencies.json").write_text(json.dumps({bs: r.latencies_s for bs, r in runs.items()}))
+    return {
         "load_s": load_s,
         "peak_rss_mb": peak_rss_mb(),
         "peak_device_mb": _peak_device_mb(job.hardware),
-        "runs": {bs: {"summary": r["summary"], "truncated": r["truncated"]} for bs, r in runs.items()},
+        "placement": {**placement, "threads": threads_used()},
+        "runs": {bs: {"summary": r.summary().to_dict(), "truncated": r.truncated} for bs, r in runs.items()},
     }
-    return result
+
+
+def serve(job: ServeJob) -> None:
+    """Load, warm up, announce readiness; then one block per command on stdin, until stdin closes.
+
+    The warm-up sends every request once, in the blocks' batch size, before the timed warm-up: a compiled
+    runtime (``torch.compile``, XLA buckets) compiles for each input shape it meets, and a compilation inside a
+    block would be measured as the variant's latency (measured: torch.compile'd int8 looked 4x slower than fp32).
+    """
+    placement = pin(job.hardware)
+    t0 = time.perf_counter()
+    predictor = load_variant(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
+    load_s = time.perf_counter() - t0
+    for start in range(0, len(job.requests), job.batch_size):
+        predictor.predict(job.requests[start:start + job.batch_size])
+    warm = Budget(warmup_s=job.warmup_s, min_duration_s=0, min_queries=1)
+    run_scenario(predictor.predict, job.requests, job.scenario, warm, batch_size=job.batch_size,
+                 target_qps=job.target_qps)
+    emit({"ready": True, "load_s": load_s, **placement, "threads": threads_used()})
+    for line in sys.stdin:
+        command = json.loads(line)
+        # No warm-up beyond the single unrecorded call run_scenario makes: the process is warm, and that call
+        # re-touches caches the other side's block may have evicted.
+        block = Budget(warmup_s=0, min_duration_s=0, min_queries=command["queries"])
+        result = run_scenario(predictor.predict, job.requests, job.scenario, block,
+                              batch_size=command["batch_size"], target_qps=job.target_qps)
+        emit({"latencies_s": result.latencies_s})
 
 
 def _peak_device_mb(hardware: HardwareSpec) -> float | None:
@@ -108,4 +166,7 @@ def _peak_device_mb(hardware: HardwareSpec) -> float | None:
 
 if __name__ == "__main__":
     job_path, job = read_job(sys.argv)
-    write_result(job_path, run(Job.model_validate(job)))
+    if job.pop("serve", False):
+        serve(ServeJob.model_validate(job))
+    else:
+        write_result(job_path, run(Job.model_validate(job)))

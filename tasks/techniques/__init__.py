@@ -108,7 +108,11 @@ class TechniqueContext:
 
 
 class Technique(Protocol):
-    """What the pipeline needs from a technique."""
+    """What the pipeline needs from a technique.
+
+    A technique may also declare ``enabling: ClassVar[bool] = True``: a representation change (an export) that
+    later steps build on, gated on quality and on not being slower, without a required speed-up.
+    """
 
     spec_type: ClassVar[type[TechniqueSpec]]
 
