@@ -197,6 +197,14 @@ def _fmt(value: float | None) -> str:
     return "missing" if value is None else f"{value:.4g}"
 
 
+def _absent(metric: str, evidence: Evidence) -> str:
+    """Why ``metric`` has no value: measured but not reportable (a percentile needs more queries than the run
+    made, or the run was cut short by ``max_duration_s``), or not measured at all."""
+    if metric in evidence.metrics:
+        return f"{metric} is not reportable (too few queries for it, or the latency run was capped)"
+    return f"{metric} was not measured"
+
+
 def speed_criterion(name: str, metric: str, versus: Comparison | None, noise: NoiseSpec, limit: float = 1.0,
                     blocking: bool = True, enabling: bool = False) -> GateCriterion:
     """``metric`` of the candidate over the reference's, from their paired comparison, must be below ``limit``
@@ -245,7 +253,7 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
         return speed_criterion(name, target.metric, versus_baseline, noise, limit=1 - bound, blocking=blocking)
     value = candidate.metrics.get(target.metric)
     if value is None:
-        return GateCriterion(name, target.metric, None, bound, False, blocking, f"{target.metric} was not measured")
+        return GateCriterion(name, target.metric, None, bound, False, blocking, _absent(target.metric, candidate))
     info = metric_info(target.metric)
     if kind == "max":
         ok = value <= bound
@@ -255,7 +263,8 @@ def check_target(target: TargetSpec, candidate: Evidence, baseline: Evidence, bl
         return GateCriterion(name, target.metric, value, bound, ok, blocking, f"{target.metric} {_fmt(value)} {'>=' if ok else '<'} {bound:g}")
     base = baseline.metrics.get(target.metric)
     if base is None:
-        return GateCriterion(name, target.metric, value, bound, False, blocking, f"baseline {target.metric} was not measured")
+        return GateCriterion(name, target.metric, value, bound, False, blocking,
+                             f"baseline {_absent(target.metric, baseline)}")
     worsening = (base - value) if info.higher_is_better else (value - base)
     if kind == "max_relative_drop":
         worsening = worsening / abs(base) if base else (math.inf if worsening > 0 else 0.0)

@@ -59,3 +59,30 @@ def test_the_first_run_on_a_fresh_machine_starts_even_when_the_machine_is_busy(t
                               env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Timed out" not in proc.stderr and (home / "prefect.db").exists()
+
+
+def test_a_compile_run_whose_percentiles_are_not_reportable_finishes_with_reasons(tmp_path: Path,
+                                                                                  default_spec_data: dict) -> None:
+    """Latency runs too short for a p95 (64 queries; a truncated run looks the same): the baseline, the compile
+    target and every gate say "not reportable" where the p95 is needed, and the run still ends with a summary
+    (it crashed in the compile table's speed-up before)."""
+    from ratchet.flows.pipeline import run_pipeline
+    from ratchet.flows.spec import parse_spec, preflight
+
+    data = default_spec_data
+    data["workload"].update(batch_sizes=[1], measurement={"warmup_s": 0.2, "min_duration_s": 0.2, "min_queries": 64,
+                                                          "max_duration_s": 20})
+    data.update(steps=[], compile=[{"target": "onnxruntime"}], workdir=str(tmp_path / "work"),
+                noise={"pairs": 4, "retries": 0})
+    data["targets"].append({"metric": "p95_ms", "max": 1000})
+    run = run_pipeline(preflight(parse_spec(data)), f"sqlite:///{tmp_path / 'ml.db'}")
+    summary = run.summary
+    assert summary["steps"][0]["metrics"]["p95_ms"] is None and summary["steps"][0]["metrics"]["p50_ms"] > 0
+    final = {c["name"]: c for c in summary["final_gate"]["criteria"]}
+    assert not final["p95_ms max 1000"]["passed"] and "p95_ms is not reportable" in final["p95_ms max 1000"]["reason"]
+    assert not final["p95_ms min_improvement 0.25"]["passed"] and summary["targets_met"] is False
+    target = summary["compile"][0]
+    assert target["target"] == "onnxruntime" and target["speedup_p95_vs_baseline"] is None
+    assert target["status"] == "compiled" or "not reportable" in target["reason"], target["reason"]
+    assert target["versus_champion"]["pairs"] == 4  # the compiled artifact against the champion, paired
+    assert summary["registered_version"] is None and Path(summary["plot"]).is_file()

@@ -40,7 +40,8 @@ def run_cli(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProce
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("e2e")
     data = yaml.safe_load(DEFAULT_SPEC.read_text())
-    data["workload"]["dataset"] = str(ROOT / "evals" / "data" / "support_faq.json")
+    # One batch size: fp16 at batch 8 alone took minutes on the AVX2 EPYC of CI, and no assertion here reads it.
+    data["workload"].update(dataset=str(ROOT / "evals" / "data" / "support_faq.json"), batch_sizes=[1])
     data["targets"] = [t for t in data["targets"] if t["metric"] != "p95_ms"]
     data["noise"] = {"retry_backoff_s": 2}
     spec = home / "spec.yaml"
