@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
             prepared = replace(prepared, spec=measured, policy=measured.gate_policy())
             with background_load(args.load_cores) if machine == "loaded" else nullcontext():
                 run = run_pipeline(prepared, tracking_uri)
-            table += rows(str(i), machine, run.state.records, spec.objective)
+            done = rows(str(i), machine, run.state.records, spec.objective)
+            for row in done:  # as each run ends, so a long benchmark that is stopped still leaves its results
+                console.print("  " + " | ".join(row[2:]))
+            table += done
     show(console, f"{spec.name}: decisions of {args.runs} runs on a quiet machine and {args.runs} under load "
                   f"({args.load_cores} busy-looping processes)", COLUMNS, table, args.markdown)
 
