@@ -201,7 +201,7 @@ def _absent(metric: str, evidence: Evidence) -> str:
     """Why ``metric`` has no value: measured but not reportable (a percentile needs more queries than the run
     made, or the run was cut short by ``max_duration_s``), or not measured at all."""
     if metric in evidence.metrics:
-        return f"{metric} is not reportable (too few queries for it, or the latency run was capped)"
+        return f"{metric} is not reportable (e.g. too few queries for a percentile, or a capped latency run)"
     return f"{metric} was not measured"
 
 

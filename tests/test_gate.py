@@ -202,7 +202,18 @@ def test_which_families_block_at_step(metric: str, blocking_at_step: bool) -> No
     assert by_metric(step.criteria[:-1], metric).blocking is blocking_at_step
 
 
-def test_a_metric_not_reportable_or_not_measured_fails_the_gate_and_says_which() -> None:
+def test_missing_metric_fails_the_gate() -> None:
+    base = evidence(1.0)
+    cand = Evidence({k: v for k, v in evidence(0.5).metrics.items() if k != "peak_rss_mb"})
+    target = TargetSpec(metric="peak_rss_mb", max=4000)
+    decision = policy((target,)).step(cand, base, versus(0.5))
+    assert not decision.passed
+    crit = by_metric(decision.criteria, "peak_rss_mb")
+    assert crit.measured is None and not crit.passed
+    assert "was not measured" in crit.reason
+
+
+def test_a_metric_not_reportable_or_not_measured_fails_its_criterion_and_says_which() -> None:
     base = evidence(1.0)
     target = TargetSpec(metric="p99_ms", max=4000)
     truncated = evidence(0.5, p99_ms=None)  # measured, but too few queries for a p99
