@@ -64,7 +64,8 @@ class Variant(BaseModel):
 
 def model_files(folder: Path) -> list[Path]:
     """The files that define a model (weights, config, tokenizer), not our own metadata."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != VARIANT_FILE and ".cache" not in p.parts)
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != VARIANT_FILE
+                  and ".cache" not in p.relative_to(folder).parts)
 
 
 def size_mb(folder: Path) -> float:

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backends", help="every compile backend and whether it can run on this machine, with the reason")
     tiny = sub.add_parser("tiny-lm", help="train the project's tiny causal LM on its shipped support text (offline)")
     tiny.add_argument("--out", type=Path, default=TINY_LM, help=f"model folder to write (default: {TINY_LM})")
+    demo = sub.add_parser("demo-models", help="train the demo LLM pair (large + small, one tokenizer) on the shipped "
+                                               "support QA text, once; later runs reuse it (offline)")
+    demo.add_argument("--test-size", action="store_true", help="the seconds-long pair the tests use")
     env = sub.add_parser("env", help="the isolated environments some backends and techniques run in")
     env_sub = env.add_subparsers(dest="env_command", required=True, parser_class=_Parser)
     env_sub.add_parser("list", help="each environment, its requirements and whether it is built")
@@ -92,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         return plugins_cli.backends(stdout_console()) if args.command == "backends" else plugins_cli.env(args, console)
     if args.command == "tiny-lm":
         return _tiny_lm(args.out, console)
+    if args.command == "demo-models":
+        return _demo_models(console, test_size=args.test_size)
     from ratchet.flows.spec import SpecError, load_spec, preflight
 
     try:
         spec = load_spec(args.spec)
+        _build_demo_models(spec, console)
         preflight(spec)
     except SpecError as exc:
         sys.stderr.write(f"ratchet: {exc}\n")
@@ -113,7 +119,7 @@ def _run(spec, args, console: Console) -> int:
     from rich.table import Table
 
     from ratchet.flows import progress
-    from ratchet.flows.report import COMPILE_HEADERS, HEADERS, compile_table_rows, gains_line, table_rows, verdict
+    from ratchet.flows.report import COMPILE_HEADERS, compile_table_rows, gains_line, headers, table_rows, verdict
 
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
@@ -122,7 +128,7 @@ def _run(spec, args, console: Console) -> int:
         finally:
             progress.set_listener(None)
     table = Table(title=f"Ratchet: {spec.name}")
-    for header in HEADERS:
+    for header in headers(summary):
         table.add_column(header, overflow="fold")
     for row in table_rows(summary):
         table.add_row(*map(escape, row))  # step names like int8[op_types=none] are not rich markup
@@ -171,6 +177,32 @@ def _tiny_lm(out: Path, console: Console) -> int:
         build_tiny_lm(out, progress=lambda done, total: update("tiny-support-lm", "train", done, total))
     console.print(f"[green]tiny-support-lm[/] written to {out}")
     return exit_codes.MET
+
+
+def _demo_models(console: Console, test_size: bool = False) -> int:
+    quiet_libraries()
+    from ratchet.tasks.demo_models import TEST_SETTINGS, DemoPairSettings, demo_model, pair_dir
+
+    settings = TEST_SETTINGS if test_size else DemoPairSettings()
+    built = (pair_dir(settings) / "done.json").is_file()
+    with _progress_bars(console) as update:
+        demo_model("large", settings, progress=lambda role, done, total: update(f"support-lm-{role}", "train", done, total))
+    console.print(f"demo models {'reused from' if built else 'written to'} {pair_dir(settings)} "
+                  "(ids ratchet/support-lm-large, ratchet/support-lm-small)")
+    return exit_codes.MET
+
+
+def _build_demo_models(spec, console: Console) -> None:
+    """Build the demo pair with progress bars before a run that names it (the first use trains for minutes)."""
+    from ratchet.tasks.model_source import DEMO_MODELS
+
+    named = {spec.model.id, *(getattr(step, "draft", None) for step in spec.steps)}
+    if named & set(DEMO_MODELS):
+        from ratchet.tasks.demo_models import pair_dir
+
+        if not (pair_dir() / "done.json").is_file():
+            console.print("building the demo models once (about 10 minutes on 2 cores); later runs reuse them")
+            _demo_models(console)
 
 
 class _progress_bars:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from ratchet.core.hashing import stable_hash
 from ratchet.core.variant import Variant, content_hash
 from ratchet.flows.spec import PipelineSpec, Prepared
@@ -138,11 +140,30 @@ def gate_step(prepared: Prepared, state: RatchetState, record: StepRecord) -> St
     the targets and, through its paired comparison, the current champion."""
     if record.decision != "measured":
         return record
-    enabling = getattr(technique_for(record.kind), "enabling", False)
+    technique = technique_for(record.kind)
+    enabling = getattr(technique, "enabling", False)
+    exact = getattr(technique, "exact_outputs", None)
+    mismatch = (output_mismatch(record.measurement.outputs, state.champion.measurement.outputs)
+                if exact is not None and exact(technique.spec_type.model_validate({"kind": record.kind, **record.settings}))
+                else None)
     gate = prepared.policy.step(record.measurement.evidence("tuning"), state.baseline.measurement.evidence("tuning"),
-                                record.comparison, enabling)
+                                record.comparison, enabling, mismatch)
     decision = "accepted" if gate.passed else "inconclusive" if gate.inconclusive else "rejected"
     return replace(record, decision=decision, reason=gate.reason, gate=gate)
+
+
+def output_mismatch(candidate: dict[str, np.ndarray], champion: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(rows that differ, rows) over every numeric output set the two share (token ids for a generator)."""
+    differ = total = 0
+    for name, theirs in champion.items():
+        ours = candidate.get(name)
+        if ours is None or theirs.dtype.kind not in "iuf":
+            continue
+        rows = theirs.reshape(len(theirs), -1)
+        same = np.all(ours.reshape(len(ours), -1) == rows, axis=1) if ours.shape == theirs.shape else np.zeros(len(rows), bool)
+        differ += int((~same).sum())
+        total += len(rows)
+    return differ, total
 
 
 def pick_winner(records: list[StepRecord], objective: str) -> list[StepRecord]:

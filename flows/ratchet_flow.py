@@ -34,7 +34,7 @@ from ratchet.flows.pipeline import Stages, run_pipeline  # noqa: E402
 from ratchet.flows.ratchet import (  # noqa: E402
     baseline_key, compare, comparison_key, evaluate_step, finalize, gate_step, reusable, run_baseline, step_key, try_step,
 )
-from ratchet.flows.report import HEADERS, markdown_report, table_rows  # noqa: E402
+from ratchet.flows.report import headers, markdown_report, table_rows  # noqa: E402
 from ratchet.flows.spec import PipelineSpec, Prepared, SpecError, load_spec, preflight, with_quick_measurement  # noqa: E402
 from ratchet.hardware.backends import CompileSpec  # noqa: E402
 from ratchet.registry.tracking import Tracker  # noqa: E402
@@ -148,7 +148,7 @@ def ratchet(spec_path: str | None = None, spec: PipelineSpec | None = None, quic
     spec = deployment_spec(spec_path, spec)
     summary = run_pipeline(preflight(with_quick_measurement(spec) if quick else spec), tracking_uri,
                            prefect_stages(refresh)).summary
-    create_table_artifact(key="ratchet-steps", table=[dict(zip(HEADERS, row)) for row in table_rows(summary)],
+    create_table_artifact(key="ratchet-steps", table=[dict(zip(headers(summary), row)) for row in table_rows(summary)],
                           description=f"Steps of {spec.name}")
     create_markdown_artifact(key="ratchet-report", markdown=markdown_report(summary), description=f"Report of {spec.name}")
     return summary

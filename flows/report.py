@@ -12,7 +12,9 @@ from typing import Any
 from ratchet.tasks.compare import Comparison
 from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, StepRecord
 
-TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb")
+TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb",
+                 "ttft_p95_ms", "tpot_p95_ms", "goodput")
+GENERATION_METRICS = TABLE_METRICS[-3:]  # shown only for a model that generates
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -107,7 +109,7 @@ def compile_table_rows(summary: dict[str, Any]) -> list[list[str]]:
         par = c["parity"] or {}
         diff = f"{par['max_abs_diff']:.2g}" if par else "-"
         cos = f"{par['mean_cosine']:.5f}" if par else "-"
-        rows.append([c["target"], status, c["source"] or "-", diff, cos, *(_fmt(k, c["metrics"][k]) for k in TABLE_METRICS)])
+        rows.append([c["target"], status, c["source"] or "-", diff, cos, *(_fmt(k, c["metrics"].get(k)) for k in TABLE_METRICS if k not in GENERATION_METRICS)])
     return rows
 
 
@@ -142,14 +144,27 @@ def _fmt(key: str, value: float | None) -> str:
         return "-"
     if key == "cost_per_1k":
         return f"${value:.6f}"
-    return f"{value:.3f}" if key == "rubric_score" else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    return f"{value:.3f}" if key in ("rubric_score", "goodput") else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-HEADERS = ("step", "decision", "p50 ms", "p95 ms", "req/s", "$ / 1k req", "rubric", "size MB")
+HEADERS = {"p50_ms": "p50 ms", "p95_ms": "p95 ms", "throughput_rps": "req/s", "cost_per_1k": "$ / 1k req",
+           "rubric_score": "rubric", "size_mb": "size MB", "ttft_p95_ms": "TTFT p95 ms", "tpot_p95_ms": "TPOT p95 ms",
+           "goodput": "goodput"}
+
+
+def _columns(summary: dict[str, Any]) -> list[str]:
+    """The table's metrics: TTFT, TPOT and goodput only where a step measured them (a generator)."""
+    measured = {k for s in summary["steps"] for k, v in s["metrics"].items() if v is not None}
+    return [k for k in TABLE_METRICS if k not in GENERATION_METRICS or k in measured]
+
+
+def headers(summary: dict[str, Any]) -> list[str]:
+    return ["step", "decision", *(HEADERS[k] for k in _columns(summary))]
 
 
 def table_rows(summary: dict[str, Any]) -> list[list[str]]:
-    return [[s["step"], _decision(s), *(_fmt(k, s["metrics"][k]) for k in TABLE_METRICS)] for s in summary["steps"]]
+    columns = _columns(summary)
+    return [[s["step"], _decision(s), *(_fmt(k, s["metrics"].get(k)) for k in columns)] for s in summary["steps"]]
 
 
 def _decision(step: dict[str, Any]) -> str:
@@ -175,7 +190,7 @@ def verdict(summary: dict[str, Any]) -> str:
 
 def markdown_report(summary: dict[str, Any]) -> str:
     lines = [f"# Ratchet run: {summary['spec']}", "", f"**{verdict(summary)}**", "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+             "| " + " | ".join(headers(summary)) + " |", "|" + "---|" * len(headers(summary))]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(summary)]
     if summary.get("compile"):
         lines += ["", "## Compile targets", "", "| " + " | ".join(COMPILE_HEADERS) + " |", "|" + "---|" * len(COMPILE_HEADERS)]

@@ -216,7 +216,11 @@ def preflight(spec: PipelineSpec) -> Prepared:
         raise SpecError(f"{spec.name}: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SpecError(f"{spec.name}: model.id: {str(model_path / 'config.json')!r} is not valid JSON ({exc})") from None
-    check_steps_against_model(spec, model_config)
+    check = model_task(spec.model.task).check_config
+    problem = check(model_config) if check else None
+    if problem:
+        raise SpecError(f"{spec.name}: model.id: {spec.model.id!r}: {problem}")
+    check_steps_against_model(spec, model_config, model_path)
     check_cpus(spec)
     return Prepared(spec, model_path, workload, spec.gate_policy())
 
@@ -231,15 +235,21 @@ def check_cpus(spec: PipelineSpec) -> None:
         raise SpecError(f"{spec.name}: hardware.cpus: cores {missing} are not available here (usable: {usable})")
 
 
-def check_steps_against_model(spec: PipelineSpec, model_config: dict) -> None:
-    """Settings that only make sense for this model (e.g. a student smaller than its teacher).
+def check_steps_against_model(spec: PipelineSpec, model_config: dict, model_path: Path | None = None) -> None:
+    """Settings that only make sense for this model (e.g. a student smaller than its teacher, a draft model with
+    the model's tokenizer).
 
-    A technique opts in with ``preflight(spec, model_config)`` raising ValueError.
+    A technique opts in with ``preflight(spec, model_config)`` and, when it must read files beside the config,
+    ``preflight_files(spec, model_path)``, each raising ValueError.
     """
     for i, step in enumerate(spec.steps):
-        check = getattr(technique_for(step.kind), "preflight", None)
-        for candidate in step.candidates() if check else []:
-            try:
-                check(candidate, model_config)
-            except ValueError as exc:
-                raise SpecError(f"{spec.name}: steps.{i} ({candidate.label}): {exc}") from None
+        technique = technique_for(step.kind)
+        checks = [getattr(technique, "preflight", None)]
+        if model_path is not None and hasattr(technique, "preflight_files"):
+            checks.append(lambda candidate, _config: technique.preflight_files(candidate, model_path))
+        for candidate in step.candidates():
+            for check in filter(None, checks):
+                try:
+                    check(candidate, model_config)
+                except (ValueError, ModelSourceError) as exc:
+                    raise SpecError(f"{spec.name}: steps.{i} ({candidate.label}): {exc}") from None

@@ -24,15 +24,21 @@ from ratchet.hardware.runtimes import Shape, load_variant
 
 
 class RatchetModel(mlflow.pyfunc.PythonModel):
-    """Texts in, the variant's task outputs (e.g. embeddings) out."""
+    """Texts in, the variant's task outputs out: embeddings, or a causal LM's answers as text."""
 
     def load_context(self, context) -> None:
         variant = Variant.model_validate_json(Path(context.artifacts["variant"]).read_text())
         variant = variant.model_copy(update={"path": Path(context.artifacts["model"])})
+        if "draft" in context.artifacts:  # the draft model logged beside it, wherever the artifacts now are
+            decoding = {**variant.runtime_options["decoding"], "assistant": context.artifacts["draft"]}
+            variant = variant.model_copy(update={"runtime_options": {**variant.runtime_options, "decoding": decoding}})
         serving = json.loads(Path(context.artifacts["serving"]).read_text())
         self.predictor = load_variant(variant, HardwareSpec(**serving["hardware"]), Shape(**serving["shape"]))
 
-    def predict(self, context, model_input: list[str], params=None) -> list[list[float]]:
+    def predict(self, context, model_input: list[str], params=None) -> list[list[float]] | list[str]:
+        answer = getattr(self.predictor, "answer", None)  # a generator, decoding as it was measured
+        if answer is not None:
+            return [generated.text for generated in answer(list(model_input))]
         return self.predictor.predict(model_input).tolist()
 
 

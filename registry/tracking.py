@@ -175,9 +175,12 @@ class Tracker:
             description, serving = Path(tmp) / VARIANT_FILE, Path(tmp) / SERVING_FILE
             description.write_text(variant.model_dump_json(indent=1))
             serving.write_text(json.dumps({"hardware": self.run.hardware.model_dump(), "shape": asdict(self.run.shape)}))
+            artifacts = {"model": str(variant.path), "variant": str(description), "serving": str(serving)}
+            draft = variant.runtime_options.get("decoding", {}).get("assistant")
+            if draft:  # speculative decoding's draft model travels with the model it drafts for
+                artifacts["draft"] = str(draft)
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(MODEL_CODE),
-                artifacts={"model": str(variant.path), "variant": str(description), "serving": str(serving)},
+                name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
                 pip_requirements=_pip_requirements(),
             )
         return info.model_uri

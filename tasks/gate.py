@@ -285,6 +285,15 @@ def rubric_criteria(thresholds: dict[str, float], candidate: Evidence) -> list[G
     return out
 
 
+def identical_output_criterion(mismatched: int, total: int) -> GateCriterion:
+    """A lossless decoding method (speculative decoding under greedy search) must give the champion's outputs."""
+    ok = mismatched == 0
+    reason = (f"greedy output identical to the champion's on all {total} prompts" if ok else
+              f"greedy output differs from the champion's on {mismatched} of {total} prompts; this step must not "
+              "change the output")
+    return GateCriterion("output identical to champion", "output_mismatches", float(mismatched), 0.0, ok, True, reason)
+
+
 def parity_criteria(parity: Parity, max_abs_tol: float, min_cosine: float) -> list[GateCriterion]:
     """A compiled artifact against its source's outputs, with the numbers in the reason (like optimum's export check)."""
     max_abs_diff, mean_cosine = parity.max_abs_diff, parity.mean_cosine
@@ -313,12 +322,15 @@ class GatePolicy:
         return any(t.bound[0] == "min_improvement" for t in self.targets)
 
     def step(self, candidate: Evidence, baseline: Evidence, versus_champion: Comparison | None,
-             enabling: bool = False) -> GateDecision:
+             enabling: bool = False, output_mismatch: tuple[int, int] | None = None) -> GateDecision:
         """Quality, memory and size targets and the rubric thresholds must hold; the objective must improve on the
-        champion beyond noise (an enabling step: must not be slower). Latency and cost targets are recorded."""
+        champion beyond noise (an enabling step: must not be slower). Latency and cost targets are recorded. A step
+        that must not change the outputs (``output_mismatch``: differing prompts, all prompts) fails on any
+        difference."""
         name = f"{self.objective} {'not slower than' if enabling else 'improves on'} champion"
         versus = speed_criterion(name, self.objective, versus_champion, self.noise, enabling=enabling)
-        return GateDecision("step", [*self._criteria("step", candidate, baseline, None), versus])
+        exact = [identical_output_criterion(*output_mismatch)] if output_mismatch is not None else []
+        return GateDecision("step", [*exact, *self._criteria("step", candidate, baseline, None), versus])
 
     def final(self, candidate: Evidence, baseline: Evidence, versus_baseline: Comparison | None) -> GateDecision:
         """Every target and rubric threshold on the final champion (held-out evidence, paired speed vs baseline)."""

@@ -19,6 +19,7 @@ from ratchet.core.variant import Variant, size_mb
 from ratchet.evals.rubric import RubricResult, RubricSpec, score_rubric
 from ratchet.evals.scorers import EvalContext
 from ratchet.evals.workloads import SPLITS, Workload, WorkloadSpec
+from ratchet.hardware.benchmark.generation_stats import GENERATION_METRICS
 from ratchet.hardware.benchmark.machine import fingerprint
 from ratchet.hardware.benchmark.stats import cost_per_1k
 from ratchet.hardware.environments import EnvironmentBuildError, WorkerError, run_module
@@ -62,6 +63,7 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
         "batch_sizes": workload_spec.batch_sizes,
         "sequence_length": workload_spec.sequence_length,
         "max_new_tokens": workload_spec.max_new_tokens,
+        "slo": workload_spec.slo,
         "budget": workload_spec.measurement.model_dump(),
         "eval_inputs": workload.eval_inputs(),
         "requests": workload.request_texts("tuning"),
@@ -82,6 +84,7 @@ def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardwar
         for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "stdev_pct", "throughput_rps"):
             metrics[prefix + key] = summary[key]
         metrics[prefix + "cost_per_1k"] = cost_per_1k(hardware.price_per_hour, summary["throughput_rps"])
+        metrics.update({prefix + key: summary[key] for key in GENERATION_METRICS if key in summary})
     metrics.update(
         peak_rss_mb=result["peak_rss_mb"], peak_device_mb=result["peak_device_mb"],
         size_mb=size_mb(variant.path), load_s=result["load_s"],
@@ -91,8 +94,16 @@ def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardwar
 
 def evaluate(rubric: RubricSpec, workload: Workload, outputs: dict[str, np.ndarray],
              reference: dict[str, np.ndarray]) -> dict[str, RubricResult]:
-    """The rubric on every split; the baseline's outputs are the fidelity reference."""
-    return {split: score_rubric(rubric, EvalContext(workload, split, outputs, reference)) for split in SPLITS}
+    """The rubric on every split; the baseline's outputs are the fidelity reference. A generator's answers join
+    their examples' rows (logged to MLflow with the scores), so a reviewer reads what was said next to its score."""
+    results = {split: score_rubric(rubric, EvalContext(workload, split, outputs, reference)) for split in SPLITS}
+    texts = outputs.get("prompts.text")
+    if texts is not None:
+        answers = {p.id: str(t) for p, t in zip(workload.prompts, texts)}
+        for result in results.values():
+            for row in result.examples:
+                row.setdefault("answer", answers.get(row["id"]))
+    return results
 
 
 def load_outputs(out_dir: Path) -> dict[str, np.ndarray]:

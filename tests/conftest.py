@@ -61,3 +61,20 @@ def support_faq():
     from ratchet.evals.workloads import WorkloadSpec, load_workload
 
     return load_workload(WorkloadSpec(dataset=str(SUPPORT_FAQ)), "feature-extraction", PROJECT_ROOT)
+
+
+@pytest.fixture(scope="session")
+def demo_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo LLM pair at test size (seconds to train): ``large/`` and ``small/``, one tokenizer."""
+    from ratchet.tasks.demo_models import TEST_SETTINGS, build_pair
+
+    return build_pair(tmp_path_factory.mktemp("demo-pair"), TEST_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def qa_workload():
+    """The shipped support QA workload (RAG prompts, references, facts, refusals)."""
+    from ratchet.evals.workloads import WorkloadSpec, load_workload
+
+    dataset = PROJECT_ROOT / "evals" / "data" / "support_qa.json"
+    return load_workload(WorkloadSpec(dataset=str(dataset)), "text-generation", PROJECT_ROOT)

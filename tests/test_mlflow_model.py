@@ -35,3 +35,27 @@ def test_a_length_bucketed_champion_is_served_as_it_was_measured(tmp_path: Path,
     assert served.inner.sequence_length == 32  # the workload's shape, not a default
     expected = load_variant(variant, hardware, shape).predict(TEXTS)
     np.testing.assert_allclose(np.asarray(loaded.predict(TEXTS)), expected, atol=1e-5)
+
+
+def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside_it(tmp_path: Path,
+                                                                                    demo_pair: Path) -> None:
+    import shutil
+
+    from ratchet.core.variant import Variant
+
+    draft = shutil.copytree(demo_pair / "small", tmp_path / "draft")
+    variant = Variant(name="spec", path=demo_pair / "large", task="text-generation",
+                      runtime_options={"decoding": {"assistant": str(draft), "num_assistant_tokens": 4}})
+    hardware, shape = HardwareSpec(name="test-cpu", threads=1), Shape(sequence_length=128, max_new_tokens=12)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    tracker = Tracker(RegistrySpec(model_name="m"), uri, RunInfo("t", {}, {}, hardware, shape))
+    tracker.start()
+    tracker.log_record(StepRecord("spec", "speculative", "accepted", "", variant=variant))
+    tracker.end()
+    expected = [g.text for g in load_variant(variant, hardware, shape).answer(TEXTS)]
+    shutil.rmtree(draft)  # the logged copy is what the model must use
+
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(tracker.model_uris["spec"])
+    assert loaded.predict(TEXTS) == expected
+    assert Path(loaded.unwrap_python_model().predictor.decoding["assistant_model"].name_or_path).exists()

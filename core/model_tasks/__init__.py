@@ -30,6 +30,7 @@ class ModelTask:
     head: Head | None = None  # None: the task generates text instead of returning one row per text
     output_name: str | None = None  # what exported graphs call the head's output
     losses: tuple[str, ...] = ()  # training losses (distillation, recovery fine-tunes) that fit its outputs
+    check_config: Callable[[dict[str, Any]], str | None] | None = None  # config.json -> why it cannot do the task
 
     @property
     def traceable(self) -> bool:

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from ratchet.core.model_tasks import model_task
-from ratchet.core.plugins import Registry
+from ratchet.core.plugins import Registry, unknown_name_message
+from ratchet.hardware.benchmark.generation_stats import SLO_METRICS
 
 SPLITS = ("tuning", "heldout")
 Split = Literal["tuning", "heldout"]
@@ -48,7 +49,18 @@ class WorkloadSpec(BaseModel):
     batch_sizes: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     sequence_length: int = Field(128, ge=8, le=8192, description="Tokens per text; longer inputs are truncated.")
     max_new_tokens: int = Field(16, ge=1, le=4096, description="text-generation: tokens generated per request (greedy).")
+    slo: dict[str, PositiveFloat] = Field(default_factory=dict, description=(
+        "text-generation: service-level objectives per request (ttft_ms, tpot_ms, e2e_ms); goodput is the share "
+        "of requests meeting all of them."))
     measurement: MeasurementSpec = Field(default_factory=MeasurementSpec)
+
+    @field_validator("slo")
+    @classmethod
+    def _known_slo_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        for name in value:
+            if name not in SLO_METRICS:
+                raise ValueError(unknown_name_message("SLO metric", name, list(SLO_METRICS)))
+        return value
 
     @model_validator(mode="after")
     def _server_needs_rate(self) -> "WorkloadSpec":

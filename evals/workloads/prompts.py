@@ -1,5 +1,10 @@
-"""Prompts (and unlabeled text): the eval data of a text-generation model, judged against the baseline's own
-continuations."""
+"""Prompts (and unlabeled text): the eval data of a text-generation model.
+
+A prompt may carry what an answer rubric needs: the reference answer, the
+facts a right answer contains, and whether the question is answerable at all
+(if not, the right answer is a refusal). Without them a generator is judged
+against the baseline's own continuations (``token_agreement``).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,14 @@ class Prompt(BaseModel):
     text: str
     split: Split
     reference: str = ""
+    facts: list[str] = Field(default_factory=list, description="Spans a right answer contains.")
+    answerable: bool = Field(True, description="False: the data does not cover the question; the answer is a refusal.")
 
 
 class _File(BaseModel):
     prompts: list[Prompt] = Field(min_length=1)
     texts: list[str] = Field(default_factory=list, description="Unlabeled text a technique may calibrate on.")
+    refusal: str = Field("", description="The workload's canonical refusal, if it has one.")
 
 
 @WORKLOADS.register("prompts")
@@ -29,6 +37,7 @@ class PromptsWorkload:
     name: str
     prompts: list[Prompt]
     texts: list[str]
+    refusal: str = ""
 
     hub_parts: ClassVar[tuple[str, ...]] = ("prompts",)
 
@@ -36,7 +45,7 @@ class PromptsWorkload:
     def from_data(cls, data: dict, name: str) -> "PromptsWorkload":
         parsed = _File.model_validate(data)
         check_splits([p.split for p in parsed.prompts], "prompts")
-        return cls(name, parsed.prompts, parsed.texts)
+        return cls(name, parsed.prompts, parsed.texts, parsed.refusal)
 
     def eval_inputs(self) -> dict[str, list[str]]:
         return {"prompts": [p.text for p in self.prompts]}

@@ -71,41 +71,6 @@ class TorchPredictor:
             return self.head(self.model(**enc), enc).cpu().numpy()
 
 
-GENERATED_PAD = -1  # fills a continuation after its end of sequence
-
-
-class TorchGenerator(TorchPredictor):
-    """Greedy continuations of prompts: ``max_new_tokens`` token ids per prompt, ``-1`` after end of sequence.
-
-    Greedy decoding makes the output a function of the model, so two variants can be compared token for
-    token (``token_agreement``). Prompts are padded on the left, as decoder-only models need.
-    """
-
-    def __init__(self, variant: Variant, shape: Shape, device: str = "cpu") -> None:
-        super().__init__(variant, shape.sequence_length, device)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.max_new_tokens = shape.max_new_tokens
-
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.sequence_length,
-                             return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1]:].cpu().numpy().astype(np.int64)
-        tokens = np.full((len(texts), self.max_new_tokens), GENERATED_PAD, dtype=np.int64)
-        tokens[:, : new.shape[1]] = new
-        eos = self.tokenizer.eos_token_id
-        if eos is not None:
-            ended = np.cumsum(tokens == eos, axis=1) - (tokens == eos) > 0  # strictly after the first eos
-            tokens[ended] = GENERATED_PAD
-        return tokens
-
-
 @RUNTIMES.register("torch")
 class TorchRuntime:
     def load(self, variant: Variant, hardware: HardwareSpec, shape: Shape) -> TorchPredictor:
@@ -114,5 +79,7 @@ class TorchRuntime:
         if hardware.threads:
             torch.set_num_threads(hardware.threads)
         if not model_task(variant.task).traceable:  # no head: the task generates text
+            from ratchet.hardware.runtimes.generation import TorchGenerator
+
             return TorchGenerator(variant, shape, hardware.device)
         return TorchPredictor(variant, shape.sequence_length, hardware.device)

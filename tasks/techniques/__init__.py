@@ -111,7 +111,9 @@ class Technique(Protocol):
     """What the pipeline needs from a technique.
 
     A technique may also declare ``enabling: ClassVar[bool] = True``: a representation change (an export) that
-    later steps build on, gated on quality and on not being slower, without a required speed-up.
+    later steps build on, gated on quality and on not being slower, without a required speed-up; and
+    ``exact_outputs(spec) -> bool``: True when the candidate must produce the champion's outputs exactly (a
+    decoding method that is lossless under greedy decoding), which the gate then checks.
     """
 
     spec_type: ClassVar[type[TechniqueSpec]]

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from ratchet.core.availability import Availability
+from ratchet.core.model_tasks import model_task
 from ratchet.core.variant import Variant
 from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
 
@@ -39,6 +40,9 @@ class TorchCompile:
     def availability(self, spec: TorchCompileSpec, source: Variant) -> Availability:
         if source.runtime != "torch":
             return Availability(False, f"torch_compile needs a PyTorch variant, the champion runs on {source.runtime!r}")
+        if not model_task(source.task).traceable:
+            return Availability(False, "for a causal LM, compile its decoding with kind kv_cache (cache: static, "
+                                       "compile: true): generate needs fixed cache shapes")
         if source.runtime_options.get("compile"):
             return Availability(False, "the champion already runs under torch.compile")
         return Availability(True)

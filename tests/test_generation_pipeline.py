@@ -1,0 +1,107 @@
+"""The generative workload through the pipeline: bad generation specs are one-line errors, and a run of the
+demo pair (test size) gates its decode-time steps with reasons, TTFT/TPOT and answers recorded."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ratchet.core.layout import PROJECT_ROOT
+from tests.test_cli_bad_input import _assert_nothing_written, _assert_one_error_line, _exit_code
+
+EXAMPLE = PROJECT_ROOT / "examples" / "support-llm.yaml"
+QA = PROJECT_ROOT / "evals" / "data" / "support_qa.json"
+
+
+def _llm_spec(tmp: Path, demo_pair: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """The support-LLM example on the test-size pair, self-contained in ``tmp``."""
+    data = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
+    data["model"]["id"] = str(demo_pair / "large")
+    data["workload"]["dataset"] = str(QA)
+    for step in data["steps"]:
+        if step.get("draft"):
+            step["draft"] = str(demo_pair / "small")
+    data["registry"]["tracking_uri"] = f"sqlite:///{tmp / 'ml.db'}"
+    data["workdir"] = str(tmp / "work")
+    if mutate is not None:
+        mutate(data)
+    path = tmp / "spec.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _other_tokenizer_draft(tmp: Path) -> str:
+    from ratchet.tasks.tiny_lm import TinyLmSettings, build_tiny_lm
+
+    return str(build_tiny_lm(tmp / "other-lm", TinyLmSettings(vocab_size=300, hidden_size=32, intermediate_size=64,
+                                                                layers=1, heads=2, steps=2)))
+
+
+CASES: dict[str, tuple[Callable[[dict, Path, Path], None], str]] = {
+    "encoder-only-model": (lambda d, tmp, pair: d["model"].update(id="sentence-transformers/all-MiniLM-L6-v2"),
+                           "no language-model head"),
+    "draft-with-another-tokenizer": (lambda d, tmp, pair: d["steps"][2].update(draft=_other_tokenizer_draft(tmp)),
+                                     "assisted generation needs one tokenizer"),
+    "max-new-tokens-zero": (lambda d, tmp, pair: d["workload"].update(max_new_tokens=0),
+                            "workload.max_new_tokens: Input should be greater than or equal to 1"),
+    "slo-unknown-metric": (lambda d, tmp, pair: d["workload"]["slo"].update(ttf_ms=100), "did you mean 'ttft_ms'"),
+    "draft-without-draft-model": (lambda d, tmp, pair: d["steps"][2].pop("draft"), "needs draft"),
+    "answer-scorer-on-an-encoder-task": (lambda d, tmp, pair: d["model"].update(task="feature-extraction"),
+                                         "cannot score 'feature-extraction' outputs"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_generation_spec_is_one_line_exit_2_nothing_written(case: str, tmp_path: Path, demo_pair: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from ratchet.flows import cli
+    from ratchet.flows.exit_codes import INVALID
+
+    monkeypatch.setattr(cli, "_run", lambda *a, **k: pytest.fail("bad input reached the pipeline"))
+    mutate, fragment = CASES[case]
+    spec = _llm_spec(tmp_path, demo_pair, lambda d: mutate(d, tmp_path, demo_pair))
+    capsys.readouterr()  # building a draft model for the case prints its own bars
+    assert _exit_code(["run", str(spec)]) == INVALID
+    _assert_one_error_line(capsys.readouterr().err, fragment)
+    _assert_nothing_written(tmp_path)
+
+
+def test_the_example_spec_validates_on_the_test_pair(tmp_path: Path, demo_pair: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["validate", str(_llm_spec(tmp_path, demo_pair))]) == 0
+
+
+@pytest.mark.slow
+def test_a_generation_run_gates_decode_steps_with_reasons(tmp_path: Path, demo_pair: Path) -> None:
+    """Baseline, prompt lookup (lossless: its answers must equal the champion's), a quantized KV cache that cannot
+    run here (skipped with what to install), then the final gate; TTFT, TPOT and goodput are measured and every
+    example's answer is kept."""
+    from ratchet.flows.pipeline import run_pipeline
+    from ratchet.flows.spec import load_spec, preflight, with_quick_measurement
+
+    def small(d: dict) -> None:
+        d["steps"] = [s for s in d["steps"] if s["name"] in ("prompt-lookup", "quantized-kv")]
+        d["workload"]["measurement"] = {"warmup_s": 0.5, "min_duration_s": 1, "min_queries": 64, "max_duration_s": 20}
+        d["noise"] = {"pairs": 2, "block_queries": 40, "retries": 0}
+
+    spec = with_quick_measurement(load_spec(_llm_spec(tmp_path, demo_pair, small)))
+    run = run_pipeline(preflight(spec), f"sqlite:///{tmp_path / 'ml.db'}")
+    baseline, lookup, kv = run.state.records
+    perf = baseline.measurement.perf
+    for key in ("ttft_p50_ms", "tpot_p50_ms", "output_tokens_per_s", "goodput", "cost_per_1k"):
+        assert perf[key] is not None and perf[key] >= 0, key
+    assert perf["ttft_p50_ms"] < perf["p50_ms"]
+    assert lookup.decision in ("accepted", "rejected", "inconclusive") and lookup.reason
+    exact = lookup.gate.criteria[0]
+    assert exact.metric == "output_mismatches" and exact.passed, exact.reason  # greedy output unchanged
+    assert kv.decision == "skipped" and "pip install optimum-quanto" in kv.reason
+    heldout = baseline.measurement.rubric["heldout"]
+    assert {"facts", "rouge_l", "similarity", "refusal", "length"} <= set(heldout.metrics())
+    assert all(isinstance(row["answer"], str) for row in heldout.examples)
+    assert run.summary["final_gate"]["criteria"]
