@@ -35,7 +35,7 @@ class RatchetModel(mlflow.pyfunc.PythonModel):
         serving = json.loads(Path(context.artifacts["serving"]).read_text())
         self.predictor = load_variant(variant, HardwareSpec(**serving["hardware"]), Shape(**serving["shape"]))
 
-    def predict(self, context, model_input: list[str], params=None) -> list[list[float]] | list[str]:
+    def predict(self, context, model_input: list[str], params=None):  # embeddings (lists of floats) or answers (text)
         answer = getattr(self.predictor, "answer", None)  # a generator, decoding as it was measured
         if answer is not None:
             return [generated.text for generated in answer(list(model_input))]

@@ -105,3 +105,29 @@ def test_a_generation_run_gates_decode_steps_with_reasons(tmp_path: Path, demo_p
     assert {"facts", "rouge_l", "similarity", "refusal", "length"} <= set(heldout.metrics())
     assert all(isinstance(row["answer"], str) for row in heldout.examples)
     assert run.summary["final_gate"]["criteria"]
+
+
+@pytest.mark.slow
+def test_continuous_batching_is_measured_and_gated_under_open_loop_arrivals(tmp_path: Path, demo_pair: Path) -> None:
+    """The server scenario: Poisson arrivals at target_qps, queueing in TTFT; the batching step's candidate is
+    served by transformers' continuous batching, measured and compared in paired blocks of identical traffic."""
+    from ratchet.flows.pipeline import run_pipeline
+    from ratchet.flows.spec import load_spec, preflight
+
+    def server(d: dict) -> None:
+        d["steps"] = [{"kind": "batching", "name": "continuous", "engine": "continuous"}]
+        d["workload"].update(scenario="server", target_qps=20, max_new_tokens=24,
+                             measurement={"warmup_s": 0.2, "min_duration_s": 0.5, "min_queries": 64,
+                                          "max_duration_s": 60})
+        d["noise"] = {"pairs": 2, "block_queries": 40, "retries": 0}
+
+    run = run_pipeline(preflight(load_spec(_llm_spec(tmp_path, demo_pair, server))), f"sqlite:///{tmp_path / 'ml.db'}")
+    baseline, batched = run.state.records
+    for record in (baseline, batched):
+        perf = record.measurement.perf
+        assert perf["ttft_p50_ms"] is not None and perf["goodput"] is not None
+    assert (tmp_path / "work").rglob("requests-server.json")
+    assert batched.variant.runtime_options["serving"]["engine"] == "continuous"
+    assert batched.comparison is not None and batched.comparison.error is None, batched.comparison
+    assert len(batched.comparison.blocks["candidate"]) == 2
+    assert batched.decision in ("accepted", "rejected", "inconclusive") and batched.reason

@@ -146,7 +146,10 @@ class OpenLoopServer:
 
 
 def server_run(server: OpenLoopServer, job: Job, budget: Budget, phase: str) -> tuple[LoadResult, dict]:
-    records, duration = server.run(budget.min_queries)
+    try:
+        records, duration = server.run(budget.min_queries)
+    finally:
+        server.engine.close()
     progress(phase, len(records), len(records))
     result = LoadResult(Scenario.SERVER, [r["e2e_s"] for r in records], duration, 1, False)
     summary = {**result.summary().to_dict(), **summarize_generation(records, duration, job.slo)}
@@ -231,9 +234,12 @@ def serve_open_loop(server: OpenLoopServer, load_s: float, placement: dict) -> N
     """Paired blocks of a generator in the server scenario: each block replays the same seeded arrival schedule
     (each side's ``k``-th block uses seed ``k``), so the two variants of a pair face identical traffic."""
     emit({"ready": True, "load_s": load_s, **placement, "threads": threads_used()})
-    for block, line in enumerate(sys.stdin):
-        records, _ = server.run(json.loads(line)["queries"], seed=block)
-        emit({"latencies_s": [r["e2e_s"] for r in records]})
+    try:
+        for block, line in enumerate(sys.stdin):
+            records, _ = server.run(json.loads(line)["queries"], seed=block)
+            emit({"latencies_s": [r["e2e_s"] for r in records]})
+    finally:
+        server.engine.close()
 
 
 def _peak_device_mb(hardware: HardwareSpec) -> float | None:

@@ -42,6 +42,9 @@ class Engine(Protocol):
     def serve(self, prompts: Sequence[str], arrivals_s: Sequence[float]) -> list[Generated]:
         """Answer ``prompts[i]`` arriving ``arrivals_s[i]`` seconds after the call."""
 
+    def close(self) -> None:
+        """Stop what the engine started (a process with a running manager thread would never exit)."""
+
 
 def _wait_until(deadline: float) -> None:
     while (left := deadline - time.perf_counter()) > 0:
@@ -73,11 +76,14 @@ class BatchingEngine:
             nxt = batch[-1] + 1
         return out  # type: ignore[return-value]
 
+    def close(self) -> None:
+        pass
+
 
 class ContinuousEngine:
     """``transformers``' continuous batching manager, fed open-loop; kept running between calls (warm)."""
 
-    def __init__(self, generator: TorchGenerator, max_batch_tokens: int = 512) -> None:
+    def __init__(self, generator: TorchGenerator, max_batch_tokens: int = 512, max_memory_percent: float = 0.1) -> None:
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         tokenizer = generator.tokenizer
@@ -85,7 +91,11 @@ class ContinuousEngine:
         config = GenerationConfig(max_new_tokens=generator.max_new_tokens, do_sample=False,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         self.manager = generator.model.init_continuous_batching(
-            generation_config=config, continuous_batching_config=ContinuousBatchingConfig(max_batch_tokens=max_batch_tokens))
+            generation_config=config,
+            # transformers sizes the paged cache at 60-90% of free memory (a device of its own); a shared CPU
+            # machine gets a bounded share.
+            continuous_batching_config=ContinuousBatchingConfig(max_batch_tokens=max_batch_tokens,
+                                                                max_memory_percent=max_memory_percent))
         self.manager.start()
 
     def _ids(self, prompt: str) -> list[int]:
@@ -118,12 +128,13 @@ class ContinuousEngine:
         return out
 
     def close(self) -> None:
-        self.manager.stop(block=True)
+        if self.manager.is_running():
+            self.manager.stop(block=True)
 
 
 def engine_for(generator: TorchGenerator, serving: dict) -> Engine:
     """The engine a variant's ``serving`` runtime option names (default: one request at a time)."""
     name = serving.get("engine", "sequential")
     if name == "continuous":
-        return ContinuousEngine(generator, serving.get("max_batch_tokens", 512))
+        return ContinuousEngine(generator, serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1))
     return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1)

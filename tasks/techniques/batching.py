@@ -27,6 +27,8 @@ class BatchingSpec(TechniqueSpec):
     engine: Literal["continuous", "static"] = "continuous"
     max_batch: int = Field(8, ge=2, le=256, description="static: most requests in one batch.")
     max_batch_tokens: int = Field(512, ge=16, le=65536, description="continuous: tokens per forward pass.")
+    max_memory_percent: float = Field(0.1, gt=0, le=0.9, description="continuous: share of free memory the paged KV "
+                                                                     "cache may take.")
 
 
 @TECHNIQUES.register("batching", aliases=("continuous_batching", "static_batching"))
@@ -47,7 +49,8 @@ class Batching:
 
     def apply(self, spec: BatchingSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         """The champion's own files, served by another engine; ``out_dir`` stays empty."""
-        serving = ({"engine": "continuous", "max_batch_tokens": spec.max_batch_tokens} if spec.engine == "continuous"
+        serving = ({"engine": "continuous", "max_batch_tokens": spec.max_batch_tokens,
+                    "max_memory_percent": spec.max_memory_percent} if spec.engine == "continuous"
                    else {"engine": "static", "max_batch": spec.max_batch})
         options = {**source.runtime_options, "serving": serving}
         return source.child(spec.label, source.path, "batching", spec.settings(), runtime_options=options)
