@@ -112,7 +112,8 @@ def build(faq: dict[str, Any] | None = None, seed: int = SEED) -> dict[str, Any]
             "then the customer's question; the reference is the answering entry's first sentence, or a refusal "
             "for questions the FAQ does not cover. 'prompts' are the evaluated and benchmarked ones, "
             f"{EVAL_PER_SPLIT} per split; 'texts' (every tuning question and every FAQ title, answered, with "
-            "several draws of distractors) are what the demo models are trained on; held-out questions are never in them."
+            "several draws of distractors) are what the demo models are trained on; "
+            "held-out questions are never in them."
         ),
         "refusal": REFUSAL,
         "prompts": prompts,

@@ -67,7 +67,8 @@ def cache_root() -> Path:
 
 def pair_dir(settings: DemoPairSettings = DemoPairSettings(), data: Path = DATA) -> Path:
     """Where this pair lives: keyed by the settings, the data and the recipe version."""
-    key = stable_hash({"settings": asdict(settings), "data": stable_hash(data.read_text()), "version": BUILDER_VERSION})[:12]
+    key = stable_hash({"settings": asdict(settings), "data": stable_hash(data.read_text()),
+                       "version": BUILDER_VERSION})[:12]
     return cache_root() / f"support-lm-{key}"
 
 

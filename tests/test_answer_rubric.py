@@ -81,7 +81,8 @@ def test_rouge_l_is_one_for_the_reference_and_lower_for_a_partial_answer() -> No
 
 
 def test_semantic_similarity_ranks_a_paraphrase_above_an_unrelated_answer() -> None:
-    _, rows = _score("semantic_similarity", ["Your reset link works for one hour.", "Bananas are yellow fruit.", REFUSAL])
+    answers = ["Your reset link works for one hour.", "Bananas are yellow fruit.", REFUSAL]
+    _, rows = _score("semantic_similarity", answers)
     assert rows["a"]["similarity"] > rows["b"]["similarity"] + 0.2
     assert rows["c"]["similarity"] == pytest.approx(1.0, abs=1e-4)
 

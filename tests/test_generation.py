@@ -172,8 +172,8 @@ def test_output_length_caps_answers_and_retries_the_ones_it_cut_off(demo_pair: P
     full = _generator(demo_pair / "large").answer(prompts)
     capped = _generator(demo_pair / "large", output_length={"max_new_tokens": 3}).answer(prompts)
     assert all(len(a.tokens) <= 3 for a in capped) and any(a.cut_off for a in capped)
-    retried = _generator(demo_pair / "large",
-                         output_length={"max_new_tokens": 3, "retry_max_new_tokens": SHAPE.max_new_tokens}).answer(prompts)
+    limits = {"max_new_tokens": 3, "retry_max_new_tokens": SHAPE.max_new_tokens}
+    retried = _generator(demo_pair / "large", output_length=limits).answer(prompts)
     assert [a.tokens for a in retried] == [a.tokens for a in full]
     for first, again in zip(capped, retried):
         assert again.meta.get("retried", False) == first.cut_off

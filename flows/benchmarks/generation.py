@@ -120,8 +120,10 @@ def serving_rows(prepared: Prepared, rates: list[float], n: int, slo_ms: float, 
     out, capacity = [], {}
     for engine_name in ENGINES:
         variant = Variant(name=engine_name, path=prepared.model_path, task=spec.model.task,
-                          trust_remote_code=spec.model.trust_remote_code, runtime_options={"serving": {"engine": engine_name}})
-        generator = load_variant(variant, spec.hardware, Shape(spec.workload.sequence_length, spec.workload.max_new_tokens))
+                          trust_remote_code=spec.model.trust_remote_code,
+                          runtime_options={"serving": {"engine": engine_name}})
+        shape = Shape(spec.workload.sequence_length, spec.workload.max_new_tokens)
+        generator = load_variant(variant, spec.hardware, shape)
         engine = engine_for(generator, {"engine": engine_name})
         engine.serve(requests[:4], [0.0] * 4)
         for rate in rates:

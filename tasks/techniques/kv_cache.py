@@ -59,7 +59,8 @@ class KvCache:
     def apply(self, spec: KvCacheSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         """The champion's own files with another cache; ``out_dir`` stays empty because no weights change."""
         if spec.cache == "static":
-            options = with_decoding(source, cache_implementation="static", **({"compile": True} if spec.compile else {}))
+            compiled = {"compile": True} if spec.compile else {}
+            options = with_decoding(source, cache_implementation="static", **compiled)
         else:
             options = with_decoding(source, cache_implementation="quantized",
                                     cache_config={"backend": spec.backend, "nbits": spec.nbits})

@@ -89,5 +89,6 @@ class Speculative:
         else:
             from ratchet.tasks.model_source import resolve_model
 
-            options = with_decoding(source, assistant=str(resolve_model(spec.draft)), num_assistant_tokens=spec.num_tokens)
+            options = with_decoding(source, assistant=str(resolve_model(spec.draft)),
+                                    num_assistant_tokens=spec.num_tokens)
         return source.child(spec.label, source.path, "speculative", spec.settings(), runtime_options=options)
