@@ -244,12 +244,11 @@ def check_steps_against_model(spec: PipelineSpec, model_config: dict, model_path
     """
     for i, step in enumerate(spec.steps):
         technique = technique_for(step.kind)
-        checks = [getattr(technique, "preflight", None)]
-        if model_path is not None and hasattr(technique, "preflight_files"):
-            checks.append(lambda candidate, _config: technique.preflight_files(candidate, model_path))
         for candidate in step.candidates():
-            for check in filter(None, checks):
-                try:
-                    check(candidate, model_config)
-                except (ValueError, ModelSourceError) as exc:
-                    raise SpecError(f"{spec.name}: steps.{i} ({candidate.label}): {exc}") from None
+            try:
+                if hasattr(technique, "preflight"):
+                    technique.preflight(candidate, model_config)
+                if model_path is not None and hasattr(technique, "preflight_files"):
+                    technique.preflight_files(candidate, model_path)
+            except (ValueError, ModelSourceError) as exc:
+                raise SpecError(f"{spec.name}: steps.{i} ({candidate.label}): {exc}") from None

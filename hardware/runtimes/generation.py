@@ -172,10 +172,11 @@ class TorchGenerator:
                                 pad_token_id=self.tokenizer.pad_token_id, **self.decoding)
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         rows = clock.per_row(self.tokenizer.eos_token_id, limit)
-        return [Generated(tokens, self._text(tokens), int(n), times, cut)
+        return [Generated(tokens, self.text_of(tokens), int(n), times, cut)
                 for (tokens, times, cut), n in zip(rows, prompt_lengths)]
 
-    def _text(self, tokens: list[int]) -> str:
+    def text_of(self, tokens: list[int]) -> str:
+        """An answer's text: the tokens decoded without special tokens (an end of sequence is not said)."""
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:

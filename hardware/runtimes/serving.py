@@ -123,8 +123,7 @@ class ContinuousEngine:
             result = done[i]
             tokens = list(result.generated_tokens)
             times = [t - (start + arrivals_s[i]) for t in result.timestamps[: len(tokens)]]
-            out.append(Generated(tokens, self.generator.tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                                 len(ids[i]), times, cut_off=eos not in tokens))
+            out.append(Generated(tokens, self.generator.text_of(tokens), len(ids[i]), times, cut_off=eos not in tokens))
         return out
 
     def close(self) -> None:
