@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 from ratchet.flows import cli
-from ratchet.flows.cli import DEFAULT_SPEC, main
+from ratchet.flows.cli import DEFAULT_SPEC
 from ratchet.flows.exit_codes import INVALID as EXIT_INVALID
+
+from cli_checks import assert_nothing_written, assert_one_error_line, exit_code
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "evals" / "data" / "support_faq.json"
@@ -114,26 +116,6 @@ def no_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "_run", tripwire)
 
 
-def _exit_code(argv: list[str]) -> int | str | None:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse errors leave through SystemExit
-        return exc.code
-
-
-def _assert_nothing_written(tmp: Path) -> None:
-    assert not (tmp / "ml.db").exists(), "an MLflow store was created"
-    assert not (tmp / "work").exists(), "the workdir was created"
-    assert not (tmp / "mlruns").exists() and not (tmp / ".ratchet").exists()
-
-
-def _assert_one_error_line(err: str, fragment: str) -> None:
-    assert err.startswith("ratchet:"), err
-    assert err.endswith("\n") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    assert fragment in err, err
-
-
 @pytest.mark.usefixtures("no_pipeline")
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_in_process(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -141,11 +123,11 @@ def test_bad_input_in_process(case: Case, tmp_path: Path, capsys: pytest.Capture
     monkeypatch.chdir(tmp_path)
     argv = case.build(tmp_path)
     capsys.readouterr()
-    assert _exit_code(argv) == EXIT_INVALID
+    assert exit_code(argv) == EXIT_INVALID
     captured = capsys.readouterr()
-    _assert_one_error_line(captured.err, case.fragment)
+    assert_one_error_line(captured.err, case.fragment)
     assert captured.out == ""
-    _assert_nothing_written(tmp_path)
+    assert_nothing_written(tmp_path)
 
 
 @dataclass(frozen=True)
@@ -181,8 +163,8 @@ def test_bad_input_subprocess(case: Case, subprocess_results: dict[str, Subproce
     """The same inputs through a real interpreter: no traceback escapes, exit code 2."""
     result = subprocess_results[case.name]
     assert result.returncode == EXIT_INVALID, result.stderr
-    _assert_one_error_line(result.stderr, case.fragment)
-    _assert_nothing_written(result.folder)
+    assert_one_error_line(result.stderr, case.fragment)
+    assert_nothing_written(result.folder)
 
 
 def test_non_utf8_spec_subprocess(tmp_path: Path) -> None:
@@ -191,20 +173,20 @@ def test_non_utf8_spec_subprocess(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "ratchet.flows.cli", "validate", str(path)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == EXIT_INVALID
-    _assert_one_error_line(proc.stderr, str(path))
+    assert_one_error_line(proc.stderr, str(path))
 
 
 @pytest.mark.usefixtures("no_pipeline")
 def test_good_spec_in_tmp_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Guard: the spec the bad cases start from is valid, so each failure is the mutation's."""
-    assert _exit_code(["validate", str(_spec_file(tmp_path))]) == 0
+    assert exit_code(["validate", str(_spec_file(tmp_path))]) == 0
     assert "valid" in capsys.readouterr().err
-    _assert_nothing_written(tmp_path)
+    assert_nothing_written(tmp_path)
 
 
 @pytest.mark.usefixtures("no_pipeline")
 def test_validate_default_spec(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _exit_code(["validate", str(DEFAULT_SPEC)]) == 0
+    assert exit_code(["validate", str(DEFAULT_SPEC)]) == 0
     err = capsys.readouterr().err
     assert "valid" in err and "2 steps" in err and "4 targets" in err
 
@@ -214,10 +196,10 @@ def test_tracking_uri_flag_is_not_touched_on_bad_input(tmp_path: Path, capsys: p
     """--tracking-uri pointing at a fresh sqlite file: still nothing created when the spec is bad."""
     path = _spec_file(tmp_path, lambda d: d["rubric"]["criteria"][0].update(scorer="recal"))
     db = tmp_path / "flag.db"
-    assert _exit_code(["run", "--tracking-uri", f"sqlite:///{db}", str(path)]) == EXIT_INVALID
-    _assert_one_error_line(capsys.readouterr().err, "did you mean")
+    assert exit_code(["run", "--tracking-uri", f"sqlite:///{db}", str(path)]) == EXIT_INVALID
+    assert_one_error_line(capsys.readouterr().err, "did you mean")
     assert not db.exists()
-    _assert_nothing_written(tmp_path)
+    assert_nothing_written(tmp_path)
 
 
 HEAVY = ("torch", "transformers", "mlflow", "prefect", "onnxruntime", "matplotlib")

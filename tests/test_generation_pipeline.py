@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ratchet.core.layout import PROJECT_ROOT
-from tests.test_cli_bad_input import _assert_nothing_written, _assert_one_error_line, _exit_code
+from cli_checks import assert_nothing_written, assert_one_error_line, exit_code
 
 EXAMPLE = PROJECT_ROOT / "examples" / "support-llm.yaml"
 QA = PROJECT_ROOT / "evals" / "data" / "support_qa.json"
@@ -67,14 +67,14 @@ def test_bad_generation_spec_is_one_line_exit_2_nothing_written(case: str, tmp_p
     mutate, fragment = CASES[case]
     spec = _llm_spec(tmp_path, demo_pair, lambda d: mutate(d, tmp_path, demo_pair))
     capsys.readouterr()  # building a draft model for the case prints its own bars
-    assert _exit_code(["run", str(spec)]) == INVALID
-    _assert_one_error_line(capsys.readouterr().err, fragment)
-    _assert_nothing_written(tmp_path)
+    assert exit_code(["run", str(spec)]) == INVALID
+    assert_one_error_line(capsys.readouterr().err, fragment)
+    assert_nothing_written(tmp_path)
 
 
 def test_the_example_spec_validates_on_the_test_pair(tmp_path: Path, demo_pair: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert _exit_code(["validate", str(_llm_spec(tmp_path, demo_pair))]) == 0
+    assert exit_code(["validate", str(_llm_spec(tmp_path, demo_pair))]) == 0
 
 
 @pytest.mark.slow
