@@ -10,12 +10,16 @@ writes), never as a pickle. It is frozen: a technique makes a new variant with
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 VARIANT_FILE = "variant.json"
+# Other model folders a variant runs with, by where its runtime options name them (speculative decoding's draft,
+# a router's small model): wherever the variant goes (an MLflow model), they go with it.
+COMPANIONS: dict[str, tuple[str, ...]] = {"draft": ("decoding", "assistant"), "small": ("serving", "router", "small")}
 
 
 class Variant(BaseModel):
@@ -60,6 +64,30 @@ class Variant(BaseModel):
                 **changes,
             }
         )
+
+
+def companions(variant: Variant) -> dict[str, str]:
+    """The companion model folders ``variant`` names, by role."""
+    found = {}
+    for role, keys in COMPANIONS.items():
+        node: Any = variant.runtime_options
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node:
+            found[role] = str(node)
+    return found
+
+
+def with_companions(variant: Variant, folders: dict[str, str]) -> Variant:
+    """``variant`` with its companions at ``folders`` (role -> folder), e.g. where an MLflow model's artifacts are."""
+    options = json.loads(json.dumps(variant.runtime_options))  # a deep copy: the variant is frozen
+    for role, folder in folders.items():
+        *parents, last = COMPANIONS[role]
+        node = options
+        for key in parents:
+            node = node[key]
+        node[last] = folder
+    return variant.model_copy(update={"runtime_options": options})
 
 
 def model_files(folder: Path) -> list[Path]:

@@ -17,6 +17,12 @@ distractors, so the models learn to read the context rather than memorize it. Th
 is the entry's first answer sentence, which a good answer mostly copies from
 the context: the case prompt-lookup decoding is built for.
 
+``questions`` are every FAQ question (both splits) with its RAG prompt and its
+answer's label (the reference answer, or the refusal): the user traffic a
+response cache sees. Two questions with the same label have the same right
+answer, so a cache that serves one's answer for the other is right, and wrong
+otherwise; traffic traces (``evals.traffic``) are drawn from them.
+
 ``python -m ratchet.evals.support_qa`` rewrites the shipped file.
 """
 
@@ -105,6 +111,13 @@ def build(faq: dict[str, Any] | None = None, seed: int = SEED) -> dict[str, Any]
     for split in ("tuning", "heldout"):
         pool = [r for r in rows if r["split"] == split]
         prompts += sorted(rng.sample(pool, min(EVAL_PER_SPLIT, len(pool))), key=lambda r: r["id"])
+    questions = []
+    for query in faq["queries"]:  # after every draw above, so the prompts and texts do not depend on it
+        relevant = query["relevant"][:1]
+        questions.append({"id": query["id"], "text": query["text"],
+                          "prompt": prompt_text(query["text"], contexts(relevant)),
+                          "label": answer_of(entries[relevant[0]]["text"]) if relevant else REFUSAL,
+                          "answerable": bool(relevant), "split": query["split"]})
     return {
         "name": "support-qa",
         "description": (
@@ -118,6 +131,7 @@ def build(faq: dict[str, Any] | None = None, seed: int = SEED) -> dict[str, Any]
         "refusal": REFUSAL,
         "prompts": prompts,
         "texts": texts,
+        "questions": questions,
     }
 
 

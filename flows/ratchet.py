@@ -88,8 +88,9 @@ def try_step(prepared: Prepared, champion: Variant, step: TechniqueSpec,
         return replace(record, reason=available.reason)
     key = step_key(prepared, champion, step)[:12]
     spec = prepared.spec
+    labelled = getattr(prepared.workload, "labelled_questions", None)
     ctx = TechniqueContext(prepared.workload.calibration_texts(), spec.workload.sequence_length, spec.hardware,
-                           on_progress)
+                           on_progress, tuple(labelled("tuning")) if labelled else (), spec.workload.max_new_tokens)
     try:
         variant = _make_candidate(technique, step, champion, run_dir(spec) / "variants" / f"{step.label}-{key}", ctx)
         measurement = measure_variant(variant, spec.hardware, spec.workload, prepared.workload,
@@ -143,11 +144,12 @@ def gate_step(prepared: Prepared, state: RatchetState, record: StepRecord) -> St
     technique = technique_for(record.kind)
     enabling = getattr(technique, "enabling", False)
     exact = getattr(technique, "exact_outputs", None)
+    step_spec = technique.spec_type.model_validate({"kind": record.kind, **record.settings})
     mismatch = (output_mismatch(record.measurement.outputs, state.champion.measurement.outputs)
-                if exact is not None and exact(technique.spec_type.model_validate({"kind": record.kind, **record.settings}))
-                else None)
+                if exact is not None and exact(step_spec) else None)
+    limits = technique.limits(step_spec) if hasattr(technique, "limits") else []
     gate = prepared.policy.step(record.measurement.evidence("tuning"), state.baseline.measurement.evidence("tuning"),
-                                record.comparison, enabling, mismatch)
+                                record.comparison, enabling, mismatch, limits)
     decision = "accepted" if gate.passed else "inconclusive" if gate.inconclusive else "rejected"
     return replace(record, decision=decision, reason=gate.reason, gate=gate)
 

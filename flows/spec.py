@@ -184,6 +184,9 @@ def _absolute_paths(spec: PipelineSpec, base_dir: Path) -> PipelineSpec:
     workload = spec.workload
     if not workload.dataset.startswith("hf:"):
         workload = workload.model_copy(update={"dataset": rebase(workload.dataset)})
+    if workload.traffic is not None and workload.traffic.trace is not None:
+        traffic = workload.traffic.model_copy(update={"trace": rebase(workload.traffic.trace)})
+        workload = workload.model_copy(update={"traffic": traffic})
     model = spec.model
     if model.id.startswith((".", "~")):
         model = model.model_copy(update={"id": rebase(model.id)})

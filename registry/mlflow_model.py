@@ -19,19 +19,19 @@ import mlflow
 from mlflow.models import set_model
 
 from ratchet.core.profile import HardwareSpec
-from ratchet.core.variant import Variant
+from ratchet.core.variant import Variant, companions, with_companions
 from ratchet.hardware.runtimes import Shape, load_variant
 
 
 class RatchetModel(mlflow.pyfunc.PythonModel):
-    """Texts in, the variant's task outputs out: embeddings, or a causal LM's answers as text."""
+    """Texts in, the variant's task outputs out: embeddings, or a causal LM's answers as text. A serving recipe
+    (a response cache, a router with its small model, in front of the model) is served whole, as measured."""
 
     def load_context(self, context) -> None:
         variant = Variant.model_validate_json(Path(context.artifacts["variant"]).read_text())
         variant = variant.model_copy(update={"path": Path(context.artifacts["model"])})
-        if "draft" in context.artifacts:  # the draft model logged beside it, wherever the artifacts now are
-            decoding = {**variant.runtime_options["decoding"], "assistant": context.artifacts["draft"]}
-            variant = variant.model_copy(update={"runtime_options": {**variant.runtime_options, "decoding": decoding}})
+        # Companion models (a draft, a router's small model) were logged beside it: wherever the artifacts now are.
+        variant = with_companions(variant, {role: context.artifacts[role] for role in companions(variant)})
         serving = json.loads(Path(context.artifacts["serving"]).read_text())
         self.predictor = load_variant(variant, HardwareSpec(**serving["hardware"]), Shape(**serving["shape"]))
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from ratchet.core.hashing import stable_hash
 from ratchet.core.profile import HardwareSpec
-from ratchet.core.variant import VARIANT_FILE, Variant, content_hash
+from ratchet.core.variant import VARIANT_FILE, Variant, companions, content_hash
 from ratchet.hardware.runtimes import Shape
 from ratchet.registry.spec import RegistrySpec
 from ratchet.tasks.compare import Comparison
@@ -175,10 +175,8 @@ class Tracker:
             description, serving = Path(tmp) / VARIANT_FILE, Path(tmp) / SERVING_FILE
             description.write_text(variant.model_dump_json(indent=1))
             serving.write_text(json.dumps({"hardware": self.run.hardware.model_dump(), "shape": asdict(self.run.shape)}))
-            artifacts = {"model": str(variant.path), "variant": str(description), "serving": str(serving)}
-            draft = variant.runtime_options.get("decoding", {}).get("assistant")
-            if draft:  # speculative decoding's draft model travels with the model it drafts for
-                artifacts["draft"] = str(draft)
+            artifacts = {"model": str(variant.path), "variant": str(description), "serving": str(serving),
+                         **companions(variant)}  # a draft model, a router's small model: they travel with it
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(MODEL_CODE), artifacts=artifacts,
                 pip_requirements=_pip_requirements(),

@@ -26,7 +26,7 @@ from ratchet.hardware.benchmark.paired import STATS, PairedRatio, abba_order, mi
 from ratchet.hardware.benchmark.session import WorkerSession
 from ratchet.hardware.environments import EnvironmentBuildError, WorkerError
 from ratchet.tasks.gate import NoiseSpec
-from ratchet.tasks.measure import ProgressFn
+from ratchet.tasks.measure import ProgressFn, served_requests
 
 
 @dataclass
@@ -72,7 +72,7 @@ def compare_variants(reference: Variant, candidate: Variant, role: str, hardware
     job = {"hardware": hardware.model_dump(), "scenario": workload_spec.scenario,
            "target_qps": workload_spec.target_qps, "sequence_length": workload_spec.sequence_length,
            "max_new_tokens": workload_spec.max_new_tokens, "warmup_s": workload_spec.measurement.warmup_s,
-           "batch_size": batch_size, "requests": workload.request_texts("tuning")}
+           "batch_size": batch_size, **served_requests(workload, workload_spec)}
     order = abba_order(noise.pairs)
     blocks: dict[str, list[list[float]]] = {"R": [], "C": []}
     report = on_progress or (lambda *_: None)

@@ -66,8 +66,9 @@ def cache_root() -> Path:
 
 
 def pair_dir(settings: DemoPairSettings = DemoPairSettings(), data: Path = DATA) -> Path:
-    """Where this pair lives: keyed by the settings, the data and the recipe version."""
-    key = stable_hash({"settings": asdict(settings), "data": stable_hash(data.read_text()),
+    """Where this pair lives: keyed by the settings, the texts it is trained on and the recipe version (the rest of
+    the data file, e.g. the questions traffic is drawn from, does not change the models)."""
+    key = stable_hash({"settings": asdict(settings), "data": stable_hash(json.loads(data.read_text())["texts"]),
                        "version": BUILDER_VERSION})[:12]
     return cache_root() / f"support-lm-{key}"
 

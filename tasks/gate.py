@@ -30,6 +30,7 @@ cut short) fails its criterion and says why; nothing here divides by it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -63,6 +64,9 @@ METRICS: dict[str, MetricInfo] = {
     "peak_device_mb": MetricInfo("memory", False, "MB"),
     "size_mb": MetricInfo("size", False, "MB"),
     "rubric_score": MetricInfo("quality", True, ""),
+    # A response cache's share of requests answered from it, and of held-out lookups served a wrong answer.
+    "cache_hit_rate": MetricInfo("throughput", True, ""),
+    "cache_false_hit_rate": MetricInfo("quality", False, ""),
 }
 # Which block statistic of the paired comparison a speed metric is judged on (cost and throughput follow the
 # mean latency: at a fixed batch size, throughput is its inverse and cost proportional to it).
@@ -322,15 +326,17 @@ class GatePolicy:
         return any(t.bound[0] == "min_improvement" for t in self.targets)
 
     def step(self, candidate: Evidence, baseline: Evidence, versus_champion: Comparison | None,
-             enabling: bool = False, output_mismatch: tuple[int, int] | None = None) -> GateDecision:
+             enabling: bool = False, output_mismatch: tuple[int, int] | None = None,
+             limits: Sequence[TargetSpec] = ()) -> GateDecision:
         """Quality, memory and size targets and the rubric thresholds must hold; the objective must improve on the
         champion beyond noise (an enabling step: must not be slower). Latency and cost targets are recorded. A step
         that must not change the outputs (``output_mismatch``: differing prompts, all prompts) fails on any
-        difference."""
+        difference; a step's own ``limits`` (a cache's false-hit rate) block like quality targets."""
         name = f"{self.objective} {'not slower than' if enabling else 'improves on'} champion"
         versus = speed_criterion(name, self.objective, versus_champion, self.noise, enabling=enabling)
         exact = [identical_output_criterion(*output_mismatch)] if output_mismatch is not None else []
-        return GateDecision("step", [*exact, *self._criteria("step", candidate, baseline, None), versus])
+        own = [check_target(limit, candidate, baseline, True, self.noise, None) for limit in limits]
+        return GateDecision("step", [*exact, *own, *self._criteria("step", candidate, baseline, None), versus])
 
     def final(self, candidate: Evidence, baseline: Evidence, versus_baseline: Comparison | None) -> GateDecision:
         """Every target and rubric threshold on the final champion (held-out evidence, paired speed vs baseline)."""

@@ -21,7 +21,7 @@ from ratchet.evals.scorers import EvalContext
 from ratchet.evals.workloads import SPLITS, Workload, WorkloadSpec
 from ratchet.hardware.benchmark.generation_stats import GENERATION_METRICS
 from ratchet.hardware.benchmark.machine import fingerprint
-from ratchet.hardware.benchmark.stats import cost_per_1k
+from ratchet.hardware.benchmark.stats import cost_per_1k, cost_per_1k_busy
 from ratchet.hardware.environments import EnvironmentBuildError, WorkerError, run_module
 from ratchet.tasks.gate import Evidence
 
@@ -51,6 +51,20 @@ class Measurement:
         return {**self.perf, **self.rubric[split].metrics()}
 
 
+def served_requests(workload: Workload, workload_spec: WorkloadSpec) -> dict:
+    """What a benchmark worker sends and knows: the workload's tuning requests, or its traffic trace with the
+    arrival schedule the server scenario replays; and the labelled questions a response cache is checked on."""
+    trace = getattr(workload, "trace", ())
+    labelled = getattr(workload, "labelled_questions", None)
+    questions = {split: [(q.text, q.label) for q in labelled(split)] for split in SPLITS} if labelled else {}
+    if trace:
+        from ratchet.evals.traffic import replay_schedule
+
+        return {"requests": [r.prompt for r in trace], "arrivals": replay_schedule(trace, workload_spec.target_qps or 1.0),
+                "questions": questions}
+    return {"requests": workload.request_texts("tuning"), "arrivals": None, "questions": questions}
+
+
 def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: WorkloadSpec, workload: Workload,
                out_dir: Path, on_progress: ProgressFn | None = None) -> dict:
     """Run ``ratchet.hardware.benchmark.worker`` on ``variant``, in the variant's environment; return its result."""
@@ -66,7 +80,7 @@ def run_worker(variant: Variant, hardware: HardwareSpec, workload_spec: Workload
         "slo": workload_spec.slo,
         "budget": workload_spec.measurement.model_dump(),
         "eval_inputs": workload.eval_inputs(),
-        "requests": workload.request_texts("tuning"),
+        **served_requests(workload, workload_spec),
     }
     report = (lambda msg: on_progress(msg["phase"], msg["done"], msg["total"], msg.get("note"))) if on_progress else None
     try:
@@ -85,7 +99,10 @@ def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardwar
             metrics[prefix + key] = summary[key]
         metrics[prefix + "cost_per_1k"] = cost_per_1k(hardware.price_per_hour, summary["throughput_rps"])
         metrics.update({prefix + key: summary[key] for key in GENERATION_METRICS if key in summary})
+        if summary.get("busy_s_per_request") is not None:  # server scenario: what the machine was busy for
+            metrics[prefix + "cost_per_1k"] = cost_per_1k_busy(hardware.price_per_hour, summary["busy_s_per_request"])
     metrics.update(
+        **result.get("cache", {}),
         peak_rss_mb=result["peak_rss_mb"], peak_device_mb=result["peak_device_mb"],
         size_mb=size_mb(variant.path), load_s=result["load_s"],
     )

@@ -131,3 +131,33 @@ def test_continuous_batching_is_measured_and_gated_under_open_loop_arrivals(tmp_
     assert batched.comparison is not None and batched.comparison.error is None, batched.comparison
     assert len(batched.comparison.blocks["candidate"]) == 2
     assert batched.decision in ("accepted", "rejected", "inconclusive") and batched.reason
+
+
+@pytest.mark.slow
+def test_response_cache_is_gated_on_replayed_traffic(tmp_path: Path, demo_pair: Path) -> None:
+    """The server scenario replays a generated trace; the cache step's threshold is tuned on tuning questions,
+    its false-hit rate checked on held-out ones and held under the step's bound by the gate, its hit rate and
+    busy-time cost measured on the same trace as the champion's."""
+    from ratchet.flows.pipeline import run_pipeline
+    from ratchet.flows.spec import load_spec, preflight
+
+    def cached(d: dict) -> None:
+        d["steps"] = [{"kind": "response_cache", "max_false_hit_rate": 0.05}]
+        d["workload"].update(scenario="server", target_qps=8, max_new_tokens=24, traffic={"requests": 200},
+                             measurement={"warmup_s": 0.2, "min_duration_s": 0.5, "min_queries": 100,
+                                          "max_duration_s": 60})
+        d["noise"] = {"pairs": 2, "block_queries": 40, "retries": 0}
+
+    run = run_pipeline(preflight(load_spec(_llm_spec(tmp_path, demo_pair, cached))), f"sqlite:///{tmp_path / 'ml.db'}")
+    baseline, cache = run.state.records
+    settings = cache.variant.runtime_options["serving"]["cache"]
+    assert 0.5 <= settings["threshold"] <= 1 and settings["model_version"]
+    assert cache.variant.params["tuning_false_hit_rate"] <= 0.025
+    perf, base = cache.measurement.perf, baseline.measurement.perf
+    assert perf["cache_hit_rate"] > 0.3 and "cache_hit_rate" not in base
+    assert 0 <= perf["cache_false_hit_rate"] <= 1 and perf["cache_heldout_hit_rate"] is not None
+    assert perf["cost_per_1k"] < base["cost_per_1k"]  # busy time: hits cost a lookup, not a generation
+    limit = next(c for c in cache.gate.criteria if c.metric == "cache_false_hit_rate")
+    assert limit.blocking and limit.threshold == 0.05 and limit.passed == (perf["cache_false_hit_rate"] <= 0.05)
+    assert cache.comparison is not None and cache.comparison.error is None, cache.comparison
+    assert cache.decision in ("accepted", "rejected", "inconclusive") and cache.reason

@@ -59,3 +59,40 @@ def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside
     loaded = mlflow.pyfunc.load_model(tracker.model_uris["spec"])
     assert loaded.predict(TEXTS) == expected
     assert Path(loaded.unwrap_python_model().predictor.decoding["assistant_model"].name_or_path).exists()
+
+
+def test_a_serving_recipe_round_trips_through_the_registry(tmp_path: Path, demo_pair: Path) -> None:
+    """A champion served behind a response cache and a cheap-first router is one pyfunc: loaded from
+    ``models:/NAME@champion`` it routes with its logged small model and answers repeats from its cache."""
+    import shutil
+
+    from ratchet.core.variant import Variant
+    from ratchet.hardware.serving.cache import CachedGenerator, CacheSettings
+    from ratchet.hardware.serving.routing import RoutedGenerator, RouterSettings
+
+    small = shutil.copytree(demo_pair / "small", tmp_path / "small")
+    serving = {"cache": CacheSettings(threshold=0.9).model_dump(),
+               "router": RouterSettings(small=str(small), threshold=-1.5).model_dump()}
+    variant = Variant(name="recipe", path=demo_pair / "large", task="text-generation",
+                      runtime_options={"serving": serving})
+    hardware, shape = HardwareSpec(name="test-cpu", threads=1), Shape(sequence_length=128, max_new_tokens=12)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    tracker = Tracker(RegistrySpec(model_name="support-agent"), uri, RunInfo("t", {}, {}, hardware, shape))
+    tracker.start()
+    tracker.log_record(StepRecord("recipe", "routing", "accepted", "", variant=variant))
+    tracker.end()
+    expected = [g.text for g in load_variant(variant, hardware, shape).answer(TEXTS)]
+    shutil.rmtree(small)  # the logged copy is what the recipe must use
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    client.create_registered_model("support-agent")
+    version = client.create_model_version("support-agent", tracker.model_uris["recipe"])
+    client.set_registered_model_alias("support-agent", "champion", version.version)
+    loaded = mlflow.pyfunc.load_model("models:/support-agent@champion")
+    assert loaded.predict(TEXTS) == expected
+    stack = loaded.unwrap_python_model().predictor
+    assert isinstance(stack, CachedGenerator) and isinstance(stack.generator, RoutedGenerator)
+    assert Path(stack.generator.settings.small).exists() and stack.generator.settings.threshold == -1.5
+    again = stack.answer(TEXTS)
+    assert [a.meta["cache"] for a in again] == ["exact"] * len(TEXTS) and [a.text for a in again] == expected

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -38,6 +39,24 @@ class MeasurementSpec(BaseModel):
 QUICK_MEASUREMENT = MeasurementSpec(warmup_s=0.5, min_duration_s=1.0, min_queries=300, max_duration_s=30.0)
 
 
+class TrafficSpec(BaseModel):
+    """The requests the server scenario replays: a trace file, or one generated from the workload's labelled
+    questions (``ratchet.evals.traffic`` says what each setting shapes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace: str | None = Field(None, description="A JSONL trace (relative to the spec file); else one is generated.")
+    requests: int = Field(600, ge=10, le=1_000_000)
+    zipf_s: float = Field(1.0, gt=0, le=4)
+    paraphrase_share: float = Field(0.5, ge=0, le=1)
+    typo_share: float = Field(0.3, ge=0, le=1)
+    unique_share: float = Field(0.15, ge=0, le=1)
+    burstiness: float = Field(1.0, gt=0, le=10)
+    tenants: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    split: Split = "tuning"
+    seed: int = 0
+
+
 class WorkloadSpec(BaseModel):
     """The traffic a variant is measured under, and the data its quality is judged on."""
 
@@ -53,6 +72,9 @@ class WorkloadSpec(BaseModel):
         "text-generation: service-level objectives per request (ttft_ms, tpot_ms, e2e_ms); goodput is the share "
         "of requests meeting all of them."))
     measurement: MeasurementSpec = Field(default_factory=MeasurementSpec)
+    traffic: TrafficSpec | None = Field(None, description=(
+        "text-generation: the requests the benchmark replays (a JSONL trace, or one generated from the dataset's "
+        "labelled questions), open-loop at target_qps in the server scenario."))
 
     @field_validator("slo")
     @classmethod
@@ -127,11 +149,20 @@ def load_workload(spec: WorkloadSpec, task: str, base_dir: Path) -> Workload:
             raise WorkloadError(f"workload.dataset: {str(path)!r} holds a {type(data).__name__}, expected an object")
         name = path.stem
     try:
-        return loader.from_data(data, name)
+        workload = loader.from_data(data, name)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise WorkloadError(f"workload.dataset: {where}: {err['msg']}") from None
+    if spec.traffic is None:
+        return workload
+    from ratchet.evals.traffic import load_traffic
+
+    if not hasattr(workload, "questions"):
+        raise WorkloadError(f"workload.traffic: replaying traffic needs a prompts workload (text-generation), not a "
+                            f"{model_task(task).workload!r} one")
+    return replace(workload, trace=tuple(load_traffic(spec.traffic, workload.questions, spec.target_qps or 1.0,
+                                                      base_dir)))
 
 
 def _from_datasets(name: str, parts: tuple[str, ...]) -> dict:
@@ -142,3 +173,4 @@ def _from_datasets(name: str, parts: tuple[str, ...]) -> dict:
         return {part: list(load_dataset(name, part, split="train")) for part in parts}
     except Exception as exc:  # offline, unknown name, wrong layout: all are input problems
         raise WorkloadError(f"workload.dataset: cannot load datasets name {name!r} ({str(exc).splitlines()[0]})") from None
+

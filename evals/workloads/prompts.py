@@ -25,10 +25,23 @@ class Prompt(BaseModel):
     answerable: bool = Field(True, description="False: the data does not cover the question; the answer is a refusal.")
 
 
+class Question(BaseModel):
+    """A user's question as traffic carries it: the question alone, the prompt the agent builds for it, and the label
+    of its right answer (two questions with one label have the same right answer: what a response cache may serve)."""
+
+    id: str
+    text: str
+    prompt: str
+    label: str
+    answerable: bool = True
+    split: Split
+
+
 class _File(BaseModel):
     prompts: list[Prompt] = Field(min_length=1)
     texts: list[str] = Field(default_factory=list, description="Unlabeled text a technique may calibrate on.")
     refusal: str = Field("", description="The workload's canonical refusal, if it has one.")
+    questions: list[Question] = Field(default_factory=list, description="Labelled user questions: traffic and caching.")
 
 
 @WORKLOADS.register("prompts")
@@ -38,6 +51,8 @@ class PromptsWorkload:
     prompts: list[Prompt]
     texts: list[str]
     refusal: str = ""
+    questions: tuple[Question, ...] = ()
+    trace: tuple = ()  # the traffic the benchmark replays (``evals.traffic.TraceRequest``), when the spec has one
 
     hub_parts: ClassVar[tuple[str, ...]] = ("prompts",)
 
@@ -45,7 +60,7 @@ class PromptsWorkload:
     def from_data(cls, data: dict, name: str) -> "PromptsWorkload":
         parsed = _File.model_validate(data)
         check_splits([p.split for p in parsed.prompts], "prompts")
-        return cls(name, parsed.prompts, parsed.texts, parsed.refusal)
+        return cls(name, parsed.prompts, parsed.texts, parsed.refusal, tuple(parsed.questions))
 
     def eval_inputs(self) -> dict[str, list[str]]:
         return {"prompts": [p.text for p in self.prompts]}
@@ -59,3 +74,7 @@ class PromptsWorkload:
 
     def request_texts(self, split: str = "tuning") -> list[str]:
         return [self.prompts[i].text for i in self.split_indices(split)]
+
+    def labelled_questions(self, split: str) -> list[Question]:
+        """The split's labelled questions (empty when the data has none)."""
+        return [q for q in self.questions if q.split == split]

@@ -23,7 +23,7 @@ PERCENTILES = (50, 90, 95, 99)
 GENERATION_METRICS = (  # what a generator's run adds to the latency summary (and the pipeline's metrics)
     *(f"{key}_p{q}_ms" for key in ("ttft", "tpot") for q in PERCENTILES), "ttft_mean_ms", "tpot_mean_ms",
     "itl_p95_ms", "output_tokens_per_s", "output_tokens_mean", "prompt_tokens_mean", "cut_off_share", "retry_share",
-    "goodput",
+    "goodput", "busy_s_per_request", "cache_hit_rate",
 )
 
 
@@ -54,4 +54,21 @@ def summarize_generation(records: Sequence[Mapping[str, Any]], duration_s: float
     out["cut_off_share"] = float(np.mean([bool(r["cut_off"]) for r in records])) if records else None
     out["retry_share"] = float(np.mean([bool(r.get("retried")) for r in records])) if records else None
     out["goodput"] = float(np.mean([meets_slo(r, slo or {}) for r in records])) if records else None
+    if records and all("arrival_s" in r for r in records):
+        out["busy_s_per_request"] = busy_time_s(records) / len(records)
+    if records and any("cache" in r for r in records):
+        out["cache_hit_rate"] = float(np.mean([r.get("cache", "miss") != "miss" for r in records]))
     return out
+
+
+def busy_time_s(records: Sequence[Mapping[str, Any]]) -> float:
+    """How long at least one request was in the system (the union of arrival-to-last-token intervals): a
+    work-conserving server is busy exactly then, so this is the machine time the requests cost, cache lookups,
+    every model's work and batching included."""
+    spans = sorted((r["arrival_s"], r["arrival_s"] + r["e2e_s"]) for r in records)
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total

@@ -117,3 +117,13 @@ def cost_per_1k(price_per_hour: float, throughput_rps: float | None) -> float | 
     if throughput_rps < 0 or math.isnan(throughput_rps):
         raise ValueError(f"throughput_rps must be non-negative, got {throughput_rps}")
     return price_per_hour * 1000.0 / (3600.0 * throughput_rps)
+
+
+def cost_per_1k_busy(price_per_hour: float, busy_s_per_request: float) -> float:
+    """Cost of 1,000 requests from the time the machine was busy serving them (open-loop arrivals).
+
+    Under open-loop arrivals the throughput is the arrival rate whatever the variant, so the throughput formula
+    would price every variant alike; what a faster stack saves is busy time (an idle machine can take other
+    work, or fewer replicas serve the rate): cost_per_1k = price_per_hour * 1000 * busy_s_per_request / 3600.
+    """
+    return price_per_hour * 1000.0 * busy_s_per_request / 3600.0

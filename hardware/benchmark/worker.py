@@ -19,6 +19,7 @@ Progress and answers go to stdout as JSON lines so the parent can draw a bar.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
@@ -39,6 +40,8 @@ from ratchet.hardware.environments import emit, read_job, write_result
 from ratchet.hardware.runtimes import Predictor, Shape, load_variant
 from ratchet.hardware.runtimes.generation import TorchGenerator, token_matrix
 from ratchet.hardware.runtimes.serving import arrival_times, engine_for
+from ratchet.hardware.serving.cache import CachedGenerator, cache_quality
+from ratchet.hardware.serving.routing import RoutedGenerator
 
 EVAL_BATCH = 32
 PROGRESS_EVERY = 25
@@ -59,6 +62,8 @@ class Job(BaseModel):
     budget: dict
     eval_inputs: dict[str, list[str]]
     requests: list[str]
+    arrivals: list[float] | None = None  # a replayed trace's schedule (server scenario); None: Poisson at target_qps
+    questions: dict[str, list[tuple[str, str]]] = {}  # labelled questions per split: a response cache's check
 
 
 class ServeJob(BaseModel):
@@ -73,6 +78,37 @@ class ServeJob(BaseModel):
     warmup_s: float
     batch_size: int
     requests: list[str]
+    arrivals: list[float] | None = None
+    questions: dict[str, list[tuple[str, str]]] = {}
+
+
+def is_generator(predictor: object) -> bool:
+    """A causal LM, alone or behind a serving stack (a router, a response cache): it answers prompts."""
+    return isinstance(predictor, (TorchGenerator, RoutedGenerator, CachedGenerator))
+
+
+def load_served(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Predictor:
+    """The variant as it is served (``load_variant``: its model behind the router and the cache it declares), with
+    a response cache of this measurement's own: it starts empty, and lives in a namespace of this process's (dropped
+    at exit), so two variants compared side by side never share hits through Redis."""
+    cache = variant.runtime_options.get("serving", {}).get("cache")
+    if cache is not None:
+        own = {**cache, "namespace": f"{cache.get('namespace', 'ratchet-cache')}-measure-{os.getpid()}"}
+        serving = {**variant.runtime_options["serving"], "cache": own}
+        variant = variant.model_copy(update={"runtime_options": {**variant.runtime_options, "serving": serving}})
+    predictor = load_variant(variant, hardware, shape)
+    if isinstance(predictor, CachedGenerator):
+        atexit.register(predictor.cache.invalidate)
+    return predictor
+
+
+def cache_metrics(predictor: Predictor, questions: dict[str, list[tuple[str, str]]]) -> dict[str, float]:
+    """A response cache's hit and false-hit rates on held-out questions arriving at a cache of tuning answers."""
+    if not isinstance(predictor, CachedGenerator) or not questions.get("heldout") or not questions.get("tuning"):
+        return {}
+    found = cache_quality(predictor.cache.settings, questions["tuning"], questions["heldout"], predictor.cache.embed)
+    return {"cache_heldout_hit_rate": found["hit_rate"], "cache_false_hit_rate": found["false_hit_rate"],
+            "cache_wrong_share_of_hits": found["wrong_share_of_hits"]}
 
 
 def progress(phase: str, done: int, total: int, note: str | None = None) -> None:
@@ -83,7 +119,7 @@ def encode_all(predictor: Predictor, texts: list[str], phase: str) -> dict[str, 
     """The predictor's outputs on ``texts`` under the input set's name ``phase``; a generator's answers also as
     text (``NAME.text``), which answer rubrics read."""
     name = phase.removeprefix("eval ")
-    if isinstance(predictor, TorchGenerator):
+    if is_generator(predictor):
         answers = []
         for start in range(0, len(texts), EVAL_BATCH):
             answers += predictor.answer(texts[start : start + EVAL_BATCH])
@@ -129,20 +165,32 @@ class OpenLoopServer:
     """A generator in the server scenario: requests arrive on a seeded Poisson schedule at ``target_qps`` and are
     answered by the variant's serving engine (one at a time, static or continuous batching), queueing counted."""
 
-    def __init__(self, generator: TorchGenerator, serving: dict, requests: list[str], target_qps: float) -> None:
+    def __init__(self, generator: TorchGenerator | CachedGenerator, serving: dict, requests: list[str],
+                 target_qps: float, arrivals: list[float] | None = None) -> None:
         self.engine = engine_for(generator, serving)
         self.requests = requests
         self.target_qps = target_qps
+        # A trace's own gaps, replayed cyclically (its last request is followed by its mean gap).
+        self.gaps = None if arrivals is None else [*np.diff(arrivals), arrivals[-1] / max(1, len(arrivals) - 1)]
         self.engine.serve(requests[:4], [0.0] * min(4, len(requests)))  # warm: first batches, compiled kernels
 
+    def schedule(self, n: int, seed: int) -> tuple[list[str], list[float]]:
+        """``n`` prompts and arrivals: the trace's ``seed``-th window of ``n`` requests (wrapping around), or the
+        payloads cycled with seeded Poisson arrivals."""
+        if self.gaps is None:
+            return [self.requests[i % len(self.requests)] for i in range(n)], arrival_times(n, self.target_qps, seed)
+        start = seed * n
+        index = [(start + i) % len(self.requests) for i in range(n)]
+        arrivals = np.concatenate([[0.0], np.cumsum([self.gaps[i] for i in index[:-1]])]).tolist()
+        return [self.requests[i] for i in index], arrivals
+
     def run(self, n: int, seed: int = 0) -> tuple[list[dict], float]:
-        """Per-request records of ``n`` requests (cycling through the payloads), and the run's duration."""
-        prompts = [self.requests[i % len(self.requests)] for i in range(n)]
-        arrivals = arrival_times(n, self.target_qps, seed)
+        """Per-request records of ``n`` requests (with their arrivals, for the busy time), and the run's duration."""
+        prompts, arrivals = self.schedule(n, seed)
         started = time.perf_counter()
         answers = self.engine.serve(prompts, arrivals)
         duration = time.perf_counter() - started
-        return [{**a.record(), "itl_s": a.itl_s()} for a in answers], duration
+        return [{**a.record(), "itl_s": a.itl_s(), "arrival_s": at} for a, at in zip(answers, arrivals)], duration
 
 
 def server_run(server: OpenLoopServer, job: Job, budget: Budget, phase: str) -> tuple[LoadResult, dict]:
@@ -162,10 +210,11 @@ def latency_run(predictor: Predictor, job: Job, budget: Budget, batch_size: int)
     """One scenario run and its summary (a generator's with TTFT, TPOT and goodput); its bar ends full, saying so
     when the run was cut short by ``max_duration_s``."""
     phase = f"latency bs={batch_size}"
-    if isinstance(predictor, TorchGenerator) and job.scenario == Scenario.SERVER:
-        server = OpenLoopServer(predictor, job.variant.runtime_options.get("serving", {}), job.requests, job.target_qps)
+    if is_generator(predictor) and job.scenario == Scenario.SERVER:
+        server = OpenLoopServer(predictor, job.variant.runtime_options.get("serving", {}), job.requests, job.target_qps,
+                                job.arrivals)
         return server_run(server, job, budget, f"server at {job.target_qps:g} req/s")
-    sut = RecordingSut(predictor) if isinstance(predictor, TorchGenerator) else predictor.predict
+    sut = RecordingSut(predictor) if is_generator(predictor) else predictor.predict
     result = run_scenario(
         sut, job.requests, job.scenario, budget, batch_size=batch_size, target_qps=job.target_qps,
         on_progress=lambda done, total: progress(phase, done, total) if done % PROGRESS_EVERY == 0 else None,
@@ -184,7 +233,7 @@ def latency_run(predictor: Predictor, job: Job, budget: Budget, batch_size: int)
 def run(job: Job) -> dict:
     placement = pin(job.hardware)
     t0 = time.perf_counter()
-    predictor = load_variant(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
+    predictor = load_served(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
     load_s = time.perf_counter() - t0
     outputs = {k: v for name, texts in job.eval_inputs.items() for k, v in encode_all(predictor, texts, f"eval {name}").items()}
     np.savez(job.out_dir / "outputs.npz", **outputs)
@@ -197,6 +246,7 @@ def run(job: Job) -> dict:
         "peak_device_mb": _peak_device_mb(job.hardware),
         "placement": {**placement, "threads": threads_used()},
         "runs": {bs: {"summary": summary, "truncated": r.truncated} for bs, (r, summary) in runs.items()},
+        "cache": cache_metrics(predictor, job.questions),
     }
 
 
@@ -209,13 +259,15 @@ def serve(job: ServeJob) -> None:
     """
     placement = pin(job.hardware)
     t0 = time.perf_counter()
-    predictor = load_variant(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
+    predictor = load_served(job.variant, job.hardware, Shape(job.sequence_length, job.max_new_tokens))
     load_s = time.perf_counter() - t0
+    if is_generator(predictor) and job.scenario == Scenario.SERVER:
+        # The server warms itself on a few requests: answering every request first would fill a response cache
+        # with the very traffic the blocks replay.
+        return serve_open_loop(OpenLoopServer(predictor, job.variant.runtime_options.get("serving", {}), job.requests,
+                                              job.target_qps, job.arrivals), load_s, placement)
     for start in range(0, len(job.requests), job.batch_size):
         predictor.predict(job.requests[start:start + job.batch_size])
-    if isinstance(predictor, TorchGenerator) and job.scenario == Scenario.SERVER:
-        return serve_open_loop(OpenLoopServer(predictor, job.variant.runtime_options.get("serving", {}), job.requests,
-                                              job.target_qps), load_s, placement)
     warm = Budget(warmup_s=job.warmup_s, min_duration_s=0, min_queries=1)
     run_scenario(predictor.predict, job.requests, job.scenario, warm, batch_size=job.batch_size,
                  target_qps=job.target_qps)

@@ -52,4 +52,9 @@ def load_variant(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Pred
         from ratchet.hardware.runtimes.length_buckets import LengthBucketed
 
         predictor = LengthBucketed(predictor, buckets["max_padding"])
+    serving = variant.runtime_options.get("serving", {})
+    if "router" in serving or "cache" in serving:
+        from ratchet.hardware.serving.stack import serving_stack
+
+        predictor = serving_stack(predictor, variant, hardware, shape)
     return predictor

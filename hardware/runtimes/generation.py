@@ -47,6 +47,7 @@ class Generated:
     cut_off: bool  # stopped by max_new_tokens rather than by an end of sequence
     queued_s: float = 0.0  # waiting before the model started on it (server scenario)
     meta: dict[str, Any] = field(default_factory=dict)
+    logprobs: list[float] | None = None  # each token's log-probability, when the generator was asked for them
 
     @property
     def ttft_s(self) -> float | None:
@@ -117,7 +118,7 @@ class TokenClock:
 class TorchGenerator:
     """A causal LM variant that answers prompts (greedy), as its ``decoding`` options say."""
 
-    def __init__(self, variant: Variant, shape: Shape, device: str = "cpu") -> None:
+    def __init__(self, variant: Variant, shape: Shape, device: str = "cpu", logprobs: bool = False) -> None:
         import torch
         from transformers import AutoTokenizer
 
@@ -144,6 +145,7 @@ class TorchGenerator:
         length = variant.runtime_options.get("output_length", {})
         self.limit = min(length.get("max_new_tokens", self.max_new_tokens), self.max_new_tokens)
         self.retry_limit = length.get("retry_max_new_tokens")
+        self.logprobs = logprobs  # score each answer's tokens (what a router's confidence reads)
 
     def answer(self, texts: Sequence[str]) -> list[Generated]:
         """Answer each prompt (at the variant's output limit, retrying answers that were cut off)."""
@@ -167,13 +169,20 @@ class TorchGenerator:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.sequence_length,
                              return_tensors="pt").to(self.device)
         clock = TokenClock(len(texts))
+        scored = {"output_scores": True, "return_dict_in_generate": True} if self.logprobs else {}
         with torch.inference_mode():
-            self.model.generate(**enc, max_new_tokens=limit, do_sample=False, streamer=clock,
-                                pad_token_id=self.tokenizer.pad_token_id, **self.decoding)
+            out = self.model.generate(**enc, max_new_tokens=limit, do_sample=False, streamer=clock,
+                                      pad_token_id=self.tokenizer.pad_token_id, **scored, **self.decoding)
         prompt_lengths = enc["attention_mask"].sum(dim=1).tolist()
         rows = clock.per_row(self.tokenizer.eos_token_id, limit)
-        return [Generated(tokens, self.text_of(tokens), int(n), times, cut)
-                for (tokens, times, cut), n in zip(rows, prompt_lengths)]
+        answers = [Generated(tokens, self.text_of(tokens), int(n), times, cut)
+                   for (tokens, times, cut), n in zip(rows, prompt_lengths)]
+        if self.logprobs:
+            steps = torch.stack(out.scores, dim=1).log_softmax(dim=-1)  # (rows, steps, vocab)
+            for row, answer in enumerate(answers):
+                picked = steps[row, torch.arange(len(answer.tokens)), torch.tensor(answer.tokens, dtype=torch.long)]
+                answer.logprobs = picked.tolist()
+        return answers
 
     def text_of(self, tokens: list[int]) -> str:
         """An answer's text: the tokens decoded without special tokens (an end of sequence is not said)."""

@@ -134,6 +134,8 @@ class ContinuousEngine:
 def engine_for(generator: TorchGenerator, serving: dict) -> Engine:
     """The engine a variant's ``serving`` runtime option names (default: one request at a time)."""
     name = serving.get("engine", "sequential")
+    if name == "continuous" and not isinstance(generator, TorchGenerator):
+        raise ValueError("continuous batching feeds the model itself; it cannot serve behind a response cache")
     if name == "continuous":
         return ContinuousEngine(generator, serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1))
     return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1)

@@ -21,6 +21,7 @@ from ratchet.core.availability import Availability
 from ratchet.core.plugins import Registry
 from ratchet.core.profile import HardwareSpec
 from ratchet.core.variant import Variant
+from ratchet.evals.workloads.prompts import Question
 
 MAX_SEARCH_CANDIDATES = 8
 
@@ -101,6 +102,8 @@ class TechniqueContext:
     sequence_length: int
     hardware: HardwareSpec
     on_progress: Callable[[str, int, int], None] | None = None
+    questions: tuple[Question, ...] = ()  # labelled tuning questions: what serving steps tune thresholds on
+    max_new_tokens: int = 16  # text-generation: the workload's answer length
 
     def progress(self, phase: str, done: int, total: int) -> None:
         if self.on_progress is not None:
@@ -113,7 +116,9 @@ class Technique(Protocol):
     A technique may also declare ``enabling: ClassVar[bool] = True``: a representation change (an export) that
     later steps build on, gated on quality and on not being slower, without a required speed-up; and
     ``exact_outputs(spec) -> bool``: True when the candidate must produce the champion's outputs exactly (a
-    decoding method that is lossless under greedy decoding), which the gate then checks.
+    decoding method that is lossless under greedy decoding), which the gate then checks; and
+    ``limits(spec) -> list[TargetSpec]``: bounds of the step's own (a response cache's false-hit rate) that its
+    gate holds like quality targets.
     """
 
     spec_type: ClassVar[type[TechniqueSpec]]

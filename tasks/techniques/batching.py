@@ -42,6 +42,9 @@ class Batching:
         if source.runtime_options.get("serving", {}).get("engine") == spec.engine:
             return Availability(False, f"the champion is already served with {spec.engine} batching")
         decoding = source.runtime_options.get("decoding", {})
+        if spec.engine == "continuous" and "cache" in source.runtime_options.get("serving", {}):
+            return Availability(False, "continuous batching behind a response cache is not built yet (the cache "
+                                       "answers before a one-at-a-time or static-batch engine)")
         if spec.engine == "continuous" and decoding:
             return Availability(False, f"continuous batching runs plain greedy decoding; the champion decodes with "
                                        f"{', '.join(sorted(decoding))}")
@@ -52,5 +55,5 @@ class Batching:
         serving = ({"engine": "continuous", "max_batch_tokens": spec.max_batch_tokens,
                     "max_memory_percent": spec.max_memory_percent} if spec.engine == "continuous"
                    else {"engine": "static", "max_batch": spec.max_batch})
-        options = {**source.runtime_options, "serving": serving}
+        options = {**source.runtime_options, "serving": {**source.runtime_options.get("serving", {}), **serving}}
         return source.child(spec.label, source.path, "batching", spec.settings(), runtime_options=options)

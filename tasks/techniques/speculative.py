@@ -45,16 +45,30 @@ class SpeculativeSpec(TechniqueSpec):
         return self
 
 
-def same_tokenizer(draft: Path, model: Path) -> str | None:
-    """None when the draft's tokenizer is the model's (same vocabulary and special tokens); else why not."""
+def same_tokenizer(other: Path, model: Path) -> str | None:
+    """None when ``other``'s tokenizer is the model's (same vocabulary and special tokens); else why not."""
     from transformers import AutoTokenizer
 
-    a, b = AutoTokenizer.from_pretrained(draft), AutoTokenizer.from_pretrained(model)
+    a, b = AutoTokenizer.from_pretrained(other), AutoTokenizer.from_pretrained(model)
     if a.get_vocab() != b.get_vocab():
-        return f"the draft's tokenizer ({len(a)} tokens) is not the model's ({len(b)} tokens)"
+        return f"its tokenizer ({len(a)} tokens) is not the model's ({len(b)} tokens)"
     specials = [(name, getattr(a, name), getattr(b, name)) for name in ("bos_token_id", "eos_token_id")]
     differ = [f"{name} {x} vs {y}" for name, x, y in specials if x != y]
-    return f"the draft's special tokens differ ({', '.join(differ)})" if differ else None
+    return f"its special tokens differ ({', '.join(differ)})" if differ else None
+
+
+def check_companion(model_id: str, model_path: Path, role: str, needs: str) -> None:
+    """A second model beside the champion (a draft, a router's small model) must be a causal LM sharing its
+    tokenizer; ValueError (one line) naming the ``role`` and what ``needs`` it otherwise."""
+    from ratchet.tasks.model_source import resolve_model
+
+    folder = resolve_model(model_id)
+    config = json.loads((folder / "config.json").read_text())
+    if not any(a.endswith("ForCausalLM") for a in config.get("architectures", [])):
+        raise ValueError(f"{role} {model_id!r} is not a causal LM (architectures {config.get('architectures')})")
+    problem = same_tokenizer(folder, model_path)
+    if problem:
+        raise ValueError(f"{role} {model_id!r}: {problem}; {needs}")
 
 
 @TECHNIQUES.register("speculative", aliases=("speculative_decoding", "assisted_generation", "prompt_lookup"))
@@ -67,17 +81,8 @@ class Speculative:
 
     def preflight_files(self, spec: SpeculativeSpec, model_path: Path) -> None:
         """The draft must exist and share the model's tokenizer (a one-line input error before any work)."""
-        if spec.method != "draft_model":
-            return
-        from ratchet.tasks.model_source import resolve_model
-
-        draft = resolve_model(spec.draft)
-        config = json.loads((draft / "config.json").read_text())
-        if not any(a.endswith("ForCausalLM") for a in config.get("architectures", [])):
-            raise ValueError(f"draft {spec.draft!r} is not a causal LM (architectures {config.get('architectures')})")
-        problem = same_tokenizer(draft, model_path)
-        if problem:
-            raise ValueError(f"draft {spec.draft!r}: {problem}; assisted generation needs one tokenizer")
+        if spec.method == "draft_model":
+            check_companion(spec.draft, model_path, "draft", "assisted generation needs one tokenizer")
 
     def availability(self, spec: SpeculativeSpec, source: Variant) -> Availability:
         return decoding_availability("speculative decoding", source, DECODING_KEYS)
