@@ -119,7 +119,8 @@ def _run(spec, args, console: Console) -> int:
     from rich.table import Table
 
     from ratchet.flows import progress
-    from ratchet.flows.report import COMPILE_HEADERS, compile_table_rows, gains_line, headers, table_rows, verdict
+    from ratchet.flows.report import (COMPILE_HEADERS, LADDER_HEADERS, REFERENCE_HEADERS, compile_table_rows,
+                                      gains_line, headers, ladder_rows, reference_rows, table_rows, verdict)
 
     with _progress_bars(console) as listener:
         progress.set_listener(listener)
@@ -140,9 +141,23 @@ def _run(spec, args, console: Console) -> int:
         for row in compile_table_rows(summary):
             compiled.add_row(*map(escape, row))
         stdout_console().print(compiled)
+    steps = Table(title="The champion, step by step (ratios against the baseline)")
+    for header in LADDER_HEADERS:
+        steps.add_column(header)
+    for row in ladder_rows(summary):
+        steps.add_row(*map(escape, row))
+    stdout_console().print(steps)
+    if summary.get("reference"):
+        versus = Table(title=f"Against {summary['reference']['name']} (ratios to each one's own baseline)")
+        for header in REFERENCE_HEADERS:
+            versus.add_column(header, overflow="fold")
+        for row in reference_rows(summary):
+            versus.add_row(*map(escape, row))
+        stdout_console().print(versus)
     console.print(("[green]" if summary["targets_met"] else "[red]") + escape(verdict(summary)) + "[/]", soft_wrap=True)
     console.print(escape(gains_line(summary)), soft_wrap=True)
-    console.print(f"MLflow run {summary['mlflow_run_id']}; plot: {summary['plot']}", soft_wrap=True)
+    console.print(f"MLflow run {summary['mlflow_run_id']}; plots: {summary['plot']}, {summary['pareto_plot']}",
+                  soft_wrap=True)
     if args.summary_json:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=1))

@@ -24,11 +24,11 @@ from typing import Any
 from ratchet.core.variant import Variant
 from ratchet.flows import progress
 from ratchet.flows.compiling import evaluate_compile, gate_compile, try_compile
-from ratchet.flows.plot import plot_steps
+from ratchet.flows.plot import plot_pareto, plot_steps
 from ratchet.flows.ratchet import (
     compare, evaluate_step, finalize, gate_step, ratchet_steps, run_baseline, run_dir, try_step,
 )
-from ratchet.flows.report import build_summary, markdown_report
+from ratchet.flows.report import build_summary, html_report, markdown_report
 from ratchet.flows.spec import PipelineSpec, Prepared
 from ratchet.hardware.backends import CompileSpec
 from ratchet.hardware.runtimes import Shape
@@ -169,9 +169,13 @@ def run_pipeline(prepared: Prepared, tracking_uri: str | None = None, stages: St
         for record in targets:
             tracker.log_compiled(record)
         version = stages.register(tracker, decision, state.records, targets)
-        summary = build_summary(state, decision, run_id, version, spec.name, targets, started_at)
-        summary["plot"] = str(plot_steps(summary, run_dir(spec) / "reports" / f"{run_id}.png"))
-        tracker.log_summary(summary, markdown_report(summary), Path(summary["plot"]))
+        summary = build_summary(state, decision, run_id, version, spec.name, targets, started_at, spec.reference)
+        reports = run_dir(spec) / "reports"
+        summary["plot"] = str(plot_steps(summary, reports / f"{run_id}.png"))
+        summary["pareto_plot"] = str(plot_pareto(summary, reports / f"{run_id}-pareto.png"))
+        plots = [Path(summary["plot"]), Path(summary["pareto_plot"])]
+        report = markdown_report(summary)
+        tracker.log_summary(summary, report, html_report(report, plots), plots)
     except BaseException:
         tracker.end("FAILED")
         raise

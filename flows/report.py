@@ -7,7 +7,11 @@ answers None instead of dividing by it, and every cell shows ``-``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ratchet.tasks.compare import Comparison
 from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, StepRecord
@@ -15,6 +19,8 @@ from ratchet.tasks.records import CompileRecord, FinalDecision, RatchetState, St
 TABLE_METRICS = ("p50_ms", "p95_ms", "throughput_rps", "cost_per_1k", "rubric_score", "size_mb",
                  "ttft_p95_ms", "tpot_p95_ms", "goodput")
 GENERATION_METRICS = TABLE_METRICS[-3:]  # shown only for a model that generates
+# What a serving stack adds (a response cache's hits and wrong hits, a router's share), kept per step.
+SERVING_METRICS = ("cache_hit_rate", "cache_false_hit_rate", "small_model_share")
 
 
 def ratio(num: float | None, den: float | None) -> float | None:
@@ -42,14 +48,123 @@ def step_row(record: StepRecord, base: dict[str, float | None], started_at: str 
            "versus_champion": versus(record.comparison)}
     if record.measurement is not None:
         row["speedup_p95"] = ratio(base.get("p95_ms"), record.measurement.perf.get("p95_ms"))
+        row["serving"] = {k: record.measurement.perf[k] for k in SERVING_METRICS if k in record.measurement.perf}
     if record.gate is not None:
         row["gate"] = record.gate.to_dict()
     return row
 
 
+def ladder(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The champion step by step: the baseline, then each accepted step in order (each one the champion from there
+    on), with p95, cost per request and rubric score, each against the baseline. The last row adds the held-out
+    rubric of the final champion, the split the final gate judges on."""
+    steps = [s for s in summary["steps"] if s["decision"] in ("baseline", "accepted")]
+    base = steps[0]["metrics"]
+    rows = []
+    for s in steps:
+        m = s["metrics"]
+        cost = m.get("cost_per_1k")
+        rows.append({
+            "step": s["step"] if s["decision"] == "baseline" else f"+ {s['step']}",
+            "p95_ms": m.get("p95_ms"), "p95_vs_baseline": ratio(base.get("p95_ms"), m.get("p95_ms")),
+            "cost_per_request": cost / 1000 if cost is not None else None,
+            "cost_vs_baseline": ratio(cost, base.get("cost_per_1k")),
+            "rubric_score": m.get("rubric_score"),
+            "rubric_points": None if m.get("rubric_score") is None or base.get("rubric_score") is None
+            else 100 * (m["rubric_score"] - base["rubric_score"]),
+            **s.get("serving", {}),
+        })
+    held, base_held = summary["champion_heldout"].get("rubric_score"), summary["baseline_heldout"].get("rubric_score")
+    rows[-1]["heldout_rubric_points"] = None if held is None or base_held is None else 100 * (held - base_held)
+    return rows
+
+
+LADDER_HEADERS = ("step", "p95 ms", "p95 vs baseline", "$ / request", "cost vs baseline", "rubric (tuning)",
+                  "rubric points", "cache hits", "small model")
+
+
+def ladder_rows(summary: dict[str, Any]) -> list[list[str]]:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    out = []
+    for r in ladder(summary):
+        points = "-" if r["rubric_points"] is None else f"{r['rubric_points']:+.1f}"
+        if r.get("heldout_rubric_points") is not None:
+            points += f" (held-out {r['heldout_rubric_points']:+.1f})"
+        out.append([r["step"], _fmt("p95_ms", r["p95_ms"]),
+                    "-" if r["p95_vs_baseline"] is None else f"{r['p95_vs_baseline']:.2f}x better",
+                    "-" if r["cost_per_request"] is None else f"${r['cost_per_request']:.7f}",
+                    "-" if r["cost_vs_baseline"] is None else f"{1 - r['cost_vs_baseline']:.0%} lower",
+                    _fmt("rubric_score", r["rubric_score"]), points, pct(r.get("cache_hit_rate")),
+                    pct(r.get("small_model_share"))])
+    return out
+
+
+class ReferenceRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: str = Field(description="'baseline', or the label (or kind) of the spec's step this row follows.")
+    label: str | None = Field(None, description="How the reference names the row (default: the step).")
+    p95_ms: float = Field(gt=0)
+    cost_per_request: float = Field(gt=0)
+    rubric_score: float = Field(ge=0, le=1)
+
+
+class ReferenceSpec(BaseModel):
+    """Published figures to hold a run against (a vendor's claims, a worked example): the report shows each row's
+    ratios to its baseline next to the run's own. Absolute figures differ by hardware; ratios are what compare."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    rows: list[ReferenceRow] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _starts_at_baseline(self) -> "ReferenceSpec":
+        if self.rows[0].step != "baseline":
+            raise ValueError(f"rows.0.step: the first row is the baseline's (got {self.rows[0].step!r})")
+        return self
+
+
+REFERENCE_HEADERS = ("reference step", "our decision", "p95 ms", "p95 vs baseline", "reference", "$ / request",
+                     "cost vs baseline", "reference", "rubric points", "reference")
+
+
+def reference_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Each reference row next to the run's champion right after the same step (a rejected or skipped step leaves
+    the champion as it was: the ratchet only moves forward)."""
+    ref = ReferenceSpec.model_validate(summary["reference"])
+    base_ref = ref.rows[0]
+    steps = summary["steps"]
+    ours = ladder(summary)
+    out = []
+    for row in ref.rows:
+        index = 0 if row.step == "baseline" else next(
+            (i for i, s in enumerate(steps) if row.step in (s["step"], s["kind"])), None)
+        if index is None:
+            continue
+        accepted_so_far = sum(s["decision"] == "accepted" for s in steps[1: index + 1])
+        mine = ours[accepted_so_far]
+        decision = steps[index]["decision"] if row.step != "baseline" else "baseline"
+        if decision not in ("baseline", "accepted"):
+            decision += f": {steps[index]['reason']}"
+        out.append([
+            row.label or row.step, decision, _fmt("p95_ms", mine["p95_ms"]),
+            "-" if mine["p95_vs_baseline"] is None else f"{mine['p95_vs_baseline']:.2f}x",
+            f"{base_ref.p95_ms / row.p95_ms:.2f}x",
+            "-" if mine["cost_per_request"] is None else f"${mine['cost_per_request']:.7f}",
+            "-" if mine["cost_vs_baseline"] is None else f"{1 - mine['cost_vs_baseline']:.0%} lower",
+            f"{1 - row.cost_per_request / base_ref.cost_per_request:.0%} lower",
+            "-" if mine["rubric_points"] is None else f"{mine['rubric_points']:+.1f}",
+            f"{100 * (row.rubric_score - base_ref.rubric_score):+.1f}",
+        ])
+    return out
+
+
 def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str | None,
                   registered_version: int | None, spec_name: str, compiled: list[CompileRecord] | None = None,
-                  started_at: str | None = None) -> dict[str, Any]:
+                  started_at: str | None = None, reference: ReferenceSpec | None = None) -> dict[str, Any]:
     """The run as data: what ``--summary-json`` writes and the tables are drawn from.
 
     ``started_at`` (UTC, ISO 8601) tells a step measured in this run from one reused from the cache.
@@ -76,6 +191,7 @@ def build_summary(state: RatchetState, final: FinalDecision, mlflow_run_id: str 
         "machine": state.baseline.measurement.machine,
         "mlflow_run_id": mlflow_run_id,
         "registered_version": registered_version,
+        "reference": reference.model_dump() if reference is not None else None,
     }
 
 
@@ -188,15 +304,40 @@ def verdict(summary: dict[str, Any]) -> str:
     return text + (f"; no verdict on {', '.join(steps)} (machine too noisy)" if steps else "")
 
 
+def _markdown_table(head: Sequence[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows)]
+
+
 def markdown_report(summary: dict[str, Any]) -> str:
     lines = [f"# Ratchet run: {summary['spec']}", "", f"**{verdict(summary)}**", "",
-             "| " + " | ".join(headers(summary)) + " |", "|" + "---|" * len(headers(summary))]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table_rows(summary)]
+             *_markdown_table(headers(summary), table_rows(summary)),
+             "", "## The champion, step by step", "",
+             "Each accepted step made the champion the next one builds on; ratios are against the baseline, on the "
+             "same workload. Rejected and skipped steps, with their reasons, are in the table above.", "",
+             *_markdown_table(LADDER_HEADERS, ladder_rows(summary))]
+    if summary.get("reference"):
+        lines += ["", f"## Against {summary['reference']['name']}", "",
+                  "The reference's own ratios to its baseline next to ours (absolute figures differ by hardware).", "",
+                  *_markdown_table(REFERENCE_HEADERS, reference_rows(summary))]
     if summary.get("compile"):
-        lines += ["", "## Compile targets", "", "| " + " | ".join(COMPILE_HEADERS) + " |", "|" + "---|" * len(COMPILE_HEADERS)]
-        lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in compile_table_rows(summary)]
+        lines += ["", "## Compile targets", "", *_markdown_table(COMPILE_HEADERS, compile_table_rows(summary))]
     lines += ["", "## Final gate (held-out split)", "", "| criterion | measured | pass | why |", "|---|---|---|---|"]
     for c in summary["final_gate"]["criteria"]:
         measured = "-" if c["measured"] is None else f"{c['measured']:.4g}"
         lines.append(f"| {c['name']} | {measured} | {'yes' if c['passed'] else 'no'} | {c['reason']} |")
     return "\n".join(lines) + "\n"
+
+
+def html_report(markdown_text: str, images: Sequence[Path]) -> str:
+    """The markdown report as one self-contained HTML page, its plots embedded (what MLflow shows in its browser)."""
+    import base64
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    figures = "".join(f'<p><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></p>'
+                      for p in images)
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{body}{figures}</body></html>"

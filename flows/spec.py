@@ -17,12 +17,12 @@ from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from ratchet.core.model_tasks import MODEL_TASKS, model_task
 from ratchet.core.plugins import unknown_name_message
 from ratchet.core.profile import HardwareSpec
 from ratchet.evals.rubric import RubricSpec
 from ratchet.evals.workloads import QUICK_MEASUREMENT, Workload, WorkloadError, WorkloadSpec, load_workload
+from ratchet.flows.report import ReferenceSpec
 from ratchet.hardware.backends import BACKENDS
 from ratchet.registry.spec import RegistrySpec
 from ratchet.tasks.gate import METRICS, OBJECTIVES, GatePolicy, NoiseSpec, TargetSpec
@@ -85,6 +85,7 @@ class PipelineSpec(BaseModel):
     compile: list[TargetSpecs] = Field(default_factory=list, description="Targets the champion is compiled for.")  # type: ignore[valid-type]
     registry: RegistrySpec
     workdir: str = Field(".ratchet", description="Where variants and measurements are written.")
+    reference: ReferenceSpec | None = Field(None, description="Published figures the report holds the run against.")
 
     @field_validator("objective")
     @classmethod
@@ -118,6 +119,17 @@ class PipelineSpec(BaseModel):
             dupes = sorted({n for n in labels if labels.count(n) > 1})
             if dupes:
                 raise ValueError(f"{field}: names must be unique (name repeated kinds or targets), repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _reference_names_steps(self) -> "PipelineSpec":
+        if self.reference is None:
+            return self
+        known = ["baseline", *(s.label for s in self.steps), *(s.kind for s in self.steps)]
+        for i, row in enumerate(self.reference.rows):
+            if row.step not in known:
+                raise ValueError(f"reference.rows.{i}.step: "
+                                 f"{unknown_name_message('step', row.step, sorted(set(known)))}")
         return self
 
     def gate_policy(self) -> GatePolicy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -96,11 +97,14 @@ class Tracker:
         mlflow.log_params({"spec_hash": self.spec_hash, **self.run.params})
         return self.parent_run_id
 
-    def log_summary(self, summary: dict, report: str, plot: Path) -> None:
-        """The run's summary JSON, markdown report and plot on the parent run."""
+    def log_summary(self, summary: dict, report: str, html: str, plots: Sequence[Path]) -> None:
+        """The run's summary JSON, its report (markdown, and one HTML page with the plots embedded) and the plots
+        on the parent run."""
         mlflow.log_dict(summary, "summary.json")
         mlflow.log_text(report, "report.md")
-        mlflow.log_artifact(str(plot))
+        mlflow.log_text(html, "report.html")
+        for plot in plots:
+            mlflow.log_artifact(str(plot))
 
     def end(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)

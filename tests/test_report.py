@@ -103,3 +103,67 @@ def test_an_inconclusive_verdict_is_said_and_exits_3(step_decision: str, final_i
         assert verdict(summary).startswith("no verdict on champion") and "nothing promoted" in verdict(summary)
     elif step_decision == "inconclusive":
         assert "no verdict on int8 (machine too noisy)" in verdict(summary)
+
+
+def test_the_ladder_shows_each_accepted_step_against_the_baseline_and_the_plots_and_html(tmp_path: Path) -> None:
+    """The worked-example table: baseline, then every accepted step (the champion from there on) with p95, cost
+    per request and rubric points against the baseline, cache hits and the small model's share where measured;
+    rejected steps stay out of it (the step table gives their reasons)."""
+    from ratchet.flows.plot import plot_pareto
+    from ratchet.flows.report import html_report, ladder, ladder_rows
+
+    base = StepRecord("baseline", None, "baseline", "",
+                      measurement=measured({**TRUNCATED, "p95_ms": 1900.0, "cost_per_1k": 12.0}))
+    int8 = StepRecord("int8", "weight_only", "rejected", "slower",
+                      measurement=measured({**TRUNCATED, "p95_ms": 2000.0, "cost_per_1k": 12.5}))
+    cache = StepRecord("cache", "response_cache", "accepted", "",
+                       measurement=measured({**TRUNCATED, "p95_ms": 850.0, "cost_per_1k": 5.9, "cache_hit_rate": 0.35,
+                                             "cache_false_hit_rate": 0.004}))
+    route = StepRecord("cheap-first", "routing", "accepted", "",
+                       measurement=measured({**TRUNCATED, "p95_ms": 540.0, "cost_per_1k": 3.6, "cache_hit_rate": 0.35,
+                                             "small_model_share": 0.5}))
+    state = RatchetState.start(base).advance([int8]).advance([cache]).advance([route])
+    summary = build_summary(state, FinalDecision(route, decision(True)), None, 1, "agent")
+    rows = ladder(summary)
+    assert [r["step"] for r in rows] == ["baseline", "+ cache", "+ cheap-first"]
+    assert rows[2]["p95_vs_baseline"] == pytest.approx(1900 / 540)
+    assert rows[2]["cost_per_request"] == pytest.approx(0.0036) and rows[2]["cost_vs_baseline"] == pytest.approx(0.3)
+    assert rows[2]["rubric_points"] == 0.0 and rows[2]["heldout_rubric_points"] == 0.0
+    cells = ladder_rows(summary)
+    assert cells[2][:5] == ["+ cheap-first", "540.0", "3.52x better", "$0.0036000", "70% lower"]
+    assert cells[1][7:] == ["35%", "-"] and cells[2][7:] == ["35%", "50%"]
+    report = markdown_report(summary)
+    assert "## The champion, step by step" in report and "| + cache | 850.0 | 2.24x better |" in report
+    pareto = plot_pareto(summary, tmp_path / "pareto.png")
+    steps = plot_steps(summary, tmp_path / "steps.png")
+    page = html_report(report, [steps, pareto])
+    assert page.count("<table>") == 3 and page.count("data:image/png;base64,") == 2
+    assert "<td>+ cheap-first</td>" in page
+
+
+def test_a_reference_is_held_against_the_champion_after_each_step() -> None:
+    """Each published row next to our champion right after the same step: a rejected step leaves the champion as
+    it was, and says why."""
+    from ratchet.flows.report import ReferenceSpec, reference_rows
+
+    base = StepRecord("baseline", None, "baseline", "", measurement=measured({**TRUNCATED, "p95_ms": 800.0,
+                                                                             "cost_per_1k": 10.0}))
+    int8 = StepRecord("int8-weights", "weight_only", "rejected", "slower",
+                      measurement=measured({**TRUNCATED, "p95_ms": 900.0, "cost_per_1k": 11.0}))
+    cache = StepRecord("cache", "response_cache", "accepted", "",
+                       measurement=measured({**TRUNCATED, "p95_ms": 200.0, "cost_per_1k": 4.0}))
+    state = RatchetState.start(base).advance([int8]).advance([cache])
+    reference = ReferenceSpec(name="the worked example", rows=[
+        {"step": "baseline", "label": "Baseline", "p95_ms": 1900, "cost_per_request": 0.012, "rubric_score": 0.95},
+        {"step": "weight_only", "label": "+ INT8", "p95_ms": 1250, "cost_per_request": 0.009, "rubric_score": 0.95},
+        {"step": "cache", "p95_ms": 850, "cost_per_request": 0.0059, "rubric_score": 0.93}])
+    summary = build_summary(state, FinalDecision(cache, decision(True)), None, 1, "agent", reference=reference)
+    rows = reference_rows(summary)
+    assert rows[0] == ["Baseline", "baseline", "800.0", "1.00x", "1.00x", "$0.0100000", "0% lower", "0% lower",
+                       "+0.0", "+0.0"]
+    assert rows[1][:5] == ["+ INT8", "rejected: slower", "800.0", "1.00x", "1.52x"]  # champion unchanged
+    assert rows[2] == ["cache", "accepted", "200.0", "4.00x", "2.24x", "$0.0040000", "60% lower", "51% lower",
+                       "+0.0", "-2.0"]
+    assert "## Against the worked example" in markdown_report(summary)
+    with pytest.raises(ValueError, match="first row is the baseline"):
+        ReferenceSpec(name="x", rows=reference.rows[1:])

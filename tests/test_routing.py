@@ -73,3 +73,44 @@ def test_routed_generator_escalates_the_unsure(demo_pair: Path) -> None:
     split = RoutedGenerator(large, small, RouterSettings(small=str(demo_pair / "small"), threshold=middle)).answer(prompts)
     assert sorted(a.meta["model"] for a in split) == ["large", "small"]
     assert never.max_new_tokens == 10
+
+
+def test_continuous_batching_serves_the_whole_stack_per_request(demo_pair: Path) -> None:
+    """Cache, router and continuous batching together: repeats later in the same run hit answers that finished
+    earlier in it, misses go to the small model's manager and unsure ones on to the large model's; every request
+    gets its own answer, the one the stack gives one at a time."""
+    from ratchet.hardware.runtimes.serving import BatchingEngine, ContinuousEngine, engine_for
+    from ratchet.hardware.serving.cache import CachedGenerator, CacheSettings, ResponseCache
+    from ratchet.hardware.serving.cache_stores import MemoryStore
+    from ratchet.hardware.runtimes.embedder import sentence_embedder
+
+    shape = Shape(128, 10)
+    large = TorchGenerator(Variant(name="large", path=demo_pair / "large", task="text-generation"), shape)
+    small = TorchGenerator(Variant(name="small", path=demo_pair / "small", task="text-generation"), shape, logprobs=True)
+    questions = ["how do I reset my password", "what is the refund policy", "can I export invoices"]
+    prompts = [f"Question: {q}\nAnswer:" for q in questions]
+    probe = RoutedGenerator(large, small, RouterSettings(small=str(demo_pair / "small"), threshold=-math.inf))
+    confidences = sorted(a.meta["confidence"] for a in probe.answer(prompts))
+    router = RouterSettings(small=str(demo_pair / "small"), threshold=confidences[1])  # some escalate, not all
+
+    def stack() -> CachedGenerator:
+        return CachedGenerator(RoutedGenerator(large, small, router),
+                               ResponseCache(CacheSettings(threshold=0.99), MemoryStore(), sentence_embedder()))
+
+    one_at_a_time = {p: a for p, a in zip(prompts, stack().answer(prompts))}
+    engine = engine_for(stack(), {"engine": "continuous", "max_batch_tokens": 256})
+    assert isinstance(engine, ContinuousEngine) and set(engine.managers) == {"small", "large"}
+    schedule = [*prompts, prompts[0], prompts[2]]
+    try:
+        engine.serve(["Question: hello\nAnswer:"], [0.0])  # warm: the managers' first batches
+        answers = engine.serve(schedule, [0.0, 0.0, 0.0, 3.0, 3.1])
+    finally:
+        engine.close()
+    assert max(a.e2e_s for a in answers[:3]) < 3.0  # the originals had finished when their repeats arrived
+    assert [a.meta["cache"] for a in answers] == ["miss", "miss", "miss", "exact", "exact"]
+    for prompt, answer in zip(schedule, answers):
+        assert answer.text == one_at_a_time[prompt].text
+    models = [a.meta["model"] for a in answers[:3]]
+    assert models == [one_at_a_time[p].meta["model"] for p in prompts] and set(models) == {"small", "large"}
+    assert answers[3].e2e_s < 0.5 and answers[3].tokens == answers[0].tokens
+    assert isinstance(engine_for(stack(), {"engine": "static"}), BatchingEngine)

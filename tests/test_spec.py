@@ -158,6 +158,16 @@ BAD_SPECS: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("unknown scorer param", _set("rubric.criteria.1.params", {"k": 5}), ("rubric.criteria.1", "k", "Extra inputs")),
     ("unknown compile target", _set("compile", [{"target": "onnx"}]), ("compile.0", "unknown compile target 'onnx'", "did you mean 'onnxruntime'")),
     ("bad registry model name", _set("registry.model_name", "has space"), ("registry.model_name", "has space")),
+    ("reference row on an unknown step", _set("reference", {"name": "seed", "rows": [
+        {"step": "baseline", "p95_ms": 10, "cost_per_request": 1, "rubric_score": 0.9},
+        {"step": "int8_dynamc", "p95_ms": 5, "cost_per_request": 1, "rubric_score": 0.9}]}),
+     ("reference.rows.1.step", "unknown step 'int8_dynamc'", "did you mean")),
+    ("reference without its baseline", _set("reference", {"name": "seed", "rows": [
+        {"step": "int8_dynamic", "p95_ms": 10, "cost_per_request": 1, "rubric_score": 0.9},
+        {"step": "int8_dynamic", "p95_ms": 5, "cost_per_request": 1, "rubric_score": 0.9}]}),
+     ("reference", "first row is the baseline")),
+    ("trace on a bad traffic setting", _set("workload.traffic", {"unique_share": 2}),
+     ("workload.traffic.unique_share", "less than or equal to 1")),
 ]
 
 

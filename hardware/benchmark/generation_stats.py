@@ -23,7 +23,7 @@ PERCENTILES = (50, 90, 95, 99)
 GENERATION_METRICS = (  # what a generator's run adds to the latency summary (and the pipeline's metrics)
     *(f"{key}_p{q}_ms" for key in ("ttft", "tpot") for q in PERCENTILES), "ttft_mean_ms", "tpot_mean_ms",
     "itl_p95_ms", "output_tokens_per_s", "output_tokens_mean", "prompt_tokens_mean", "cut_off_share", "retry_share",
-    "goodput", "busy_s_per_request", "cache_hit_rate",
+    "goodput", "busy_s_per_request", "cache_hit_rate", "small_model_share",
 )
 
 
@@ -58,6 +58,8 @@ def summarize_generation(records: Sequence[Mapping[str, Any]], duration_s: float
         out["busy_s_per_request"] = busy_time_s(records) / len(records)
     if records and any("cache" in r for r in records):
         out["cache_hit_rate"] = float(np.mean([r.get("cache", "miss") != "miss" for r in records]))
+    if records and any("model" in r for r in records):  # a router: the share the small model answered alone
+        out["small_model_share"] = float(np.mean([r.get("model") == "small" for r in records]))
     return out
 
 

@@ -41,6 +41,7 @@ from ratchet.hardware.runtimes import Predictor, Shape, load_variant
 from ratchet.hardware.runtimes.generation import TorchGenerator, token_matrix
 from ratchet.hardware.runtimes.serving import arrival_times, engine_for
 from ratchet.hardware.serving.cache import CachedGenerator, cache_quality
+from ratchet.hardware.serving.compression import CompressedGenerator
 from ratchet.hardware.serving.routing import RoutedGenerator
 
 EVAL_BATCH = 32
@@ -84,7 +85,7 @@ class ServeJob(BaseModel):
 
 def is_generator(predictor: object) -> bool:
     """A causal LM, alone or behind a serving stack (a router, a response cache): it answers prompts."""
-    return isinstance(predictor, (TorchGenerator, RoutedGenerator, CachedGenerator))
+    return isinstance(predictor, (TorchGenerator, RoutedGenerator, CompressedGenerator, CachedGenerator))
 
 
 def load_served(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Predictor:

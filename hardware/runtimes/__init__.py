@@ -53,7 +53,7 @@ def load_variant(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Pred
 
         predictor = LengthBucketed(predictor, buckets["max_padding"])
     serving = variant.runtime_options.get("serving", {})
-    if "router" in serving or "cache" in serving:
+    if serving.keys() & {"router", "compression", "cache"}:
         from ratchet.hardware.serving.stack import serving_stack
 
         predictor = serving_stack(predictor, variant, hardware, shape)

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from ratchet.hardware.runtimes.generation import Generated, TorchGenerator
+from ratchet.hardware.serving.cache import Lookup, ResponseCache, cached_answer
+from ratchet.hardware.serving.compression import Compressor
+from ratchet.hardware.serving.routing import RouterSettings, escalates
+from ratchet.hardware.serving.stack import layers
 
 EngineName = Literal["sequential", "static", "continuous"]
 ENGINES: tuple[EngineName, ...] = ("sequential", "static", "continuous")
@@ -81,61 +85,114 @@ class BatchingEngine:
 
 
 class ContinuousEngine:
-    """``transformers``' continuous batching manager, fed open-loop; kept running between calls (warm)."""
+    """``transformers``' continuous batching manager, fed open-loop; kept running between calls (warm).
 
-    def __init__(self, generator: TorchGenerator, max_batch_tokens: int = 512, max_memory_percent: float = 0.1) -> None:
+    The serving stack in front of it works per request, as requests arrive: a response cache answers hits at
+    once (and keeps each fresh answer as it finishes, so a repeat later in the same run hits); a router sends
+    each miss to the small model's manager first and escalates an unsure answer to the large model's, both
+    batching continuously. One loop admits arrivals and collects finished answers, so neither waits for the
+    other.
+    """
+
+    def __init__(self, generator: TorchGenerator, max_batch_tokens: int = 512, max_memory_percent: float = 0.1,
+                 cache: ResponseCache | None = None, small: TorchGenerator | None = None,
+                 router: RouterSettings | None = None, compressor: Compressor | None = None) -> None:
+        self.generator = generator
+        self.cache = cache
+        self.router = router
+        self.compressor = compressor
+        self.managers = {"large": self._manager(generator, max_batch_tokens, max_memory_percent, logprobs=False)}
+        if small is not None and router is not None:
+            self.managers["small"] = self._manager(small, max_batch_tokens, max_memory_percent, logprobs=True)
+
+    @staticmethod
+    def _manager(generator: TorchGenerator, max_batch_tokens: int, max_memory_percent: float, logprobs: bool):
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         tokenizer = generator.tokenizer
-        self.generator = generator
         config = GenerationConfig(max_new_tokens=generator.max_new_tokens, do_sample=False,
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        self.manager = generator.model.init_continuous_batching(
+        manager = generator.model.init_continuous_batching(
             generation_config=config,
             # transformers sizes the paged cache at 60-90% of free memory (a device of its own); a shared CPU
             # machine gets a bounded share.
             continuous_batching_config=ContinuousBatchingConfig(max_batch_tokens=max_batch_tokens,
-                                                                max_memory_percent=max_memory_percent))
-        self.manager.start()
+                                                                max_memory_percent=max_memory_percent,
+                                                                return_logprobs=logprobs))
+        manager.start()
+        return manager
 
     def _ids(self, prompt: str) -> list[int]:
         return self.generator.tokenizer(prompt, truncation=True, max_length=self.generator.sequence_length)["input_ids"]
 
     def serve(self, prompts: Sequence[str], arrivals_s: Sequence[float]) -> list[Generated]:
-        ids = [self._ids(p) for p in prompts]
+        ids: dict[int, list[int]] = {}
+        first = "small" if "small" in self.managers else "large"
+        out: list[Generated | None] = [None] * len(prompts)
+        lookups: dict[int, Lookup] = {}
+        inflight: dict[tuple[str, str], int] = {}  # (manager, request id) -> request
         start = time.perf_counter()
-        request_ids = {}
-        for i, (prompt_ids, at) in enumerate(zip(ids, arrivals_s)):
-            _wait_until(start + at)
-            rid = self.manager.add_request(prompt_ids, max_new_tokens=self.generator.max_new_tokens,
-                                           record_timestamps=True)
-            request_ids[rid] = i
-        done: dict[int, object] = {}
-        while len(done) < len(prompts):
-            result = self.manager.get_result(timeout=600)
-            if result is None:
-                raise RuntimeError("continuous batching stopped answering (its generation thread ended)")
-            if result.is_finished() and result.request_id in request_ids:
-                done[request_ids[result.request_id]] = result
+        admitted = 0
+        while admitted < len(prompts) or inflight:
+            now = time.perf_counter() - start
+            while admitted < len(prompts) and arrivals_s[admitted] <= now:
+                i, admitted = admitted, admitted + 1
+                if self.cache is not None:
+                    look = self.cache.lookup(prompts[i])
+                    if look.answer is not None:
+                        out[i] = cached_answer(look, time.perf_counter() - start - arrivals_s[i])
+                        continue
+                    lookups[i] = look
+                ids[i] = self._ids(self.compressor.compress(prompts[i]) if self.compressor else prompts[i])
+                inflight[(first, self._add(first, ids[i]))] = i
+            wait = arrivals_s[admitted] - (time.perf_counter() - start) if admitted < len(prompts) else 0.05
+            for name, manager in self.managers.items():
+                result = manager.get_result(timeout=max(0.0, min(wait, 0.002)))
+                if result is None:
+                    if not manager.is_running():
+                        raise RuntimeError("continuous batching stopped answering (its generation thread ended)")
+                    continue
+                i = inflight.pop((name, result.request_id), None)
+                if i is None or not result.is_finished():
+                    continue
+                answer = self._generated(result, len(ids[i]), start + arrivals_s[i], name)
+                if name == "small" and escalates(self.router, answer.logprobs, answer.text):
+                    inflight[("large", self._add("large", ids[i]))] = i
+                    continue
+                if self.cache is not None:
+                    answer.meta["cache"] = "miss"
+                    self.cache.put(lookups.pop(i), {"tokens": answer.tokens, "text": answer.text,
+                                                    "cut_off": answer.cut_off})
+                out[i] = answer
+        return out  # type: ignore[return-value]
+
+    def _add(self, name: str, prompt_ids: list[int]) -> str:
+        return self.managers[name].add_request(prompt_ids, max_new_tokens=self.generator.max_new_tokens,
+                                               record_timestamps=True)
+
+    def _generated(self, result, prompt_tokens: int, arrived: float, model: str) -> Generated:
+        tokens = list(result.generated_tokens)
+        times = [t - arrived for t in result.timestamps[: len(tokens)]]
         eos = self.generator.tokenizer.eos_token_id
-        out = []
-        for i in range(len(prompts)):
-            result = done[i]
-            tokens = list(result.generated_tokens)
-            times = [t - (start + arrivals_s[i]) for t in result.timestamps[: len(tokens)]]
-            out.append(Generated(tokens, self.generator.text_of(tokens), len(ids[i]), times, cut_off=eos not in tokens))
-        return out
+        answer = Generated(tokens, self.generator.text_of(tokens), prompt_tokens, times, cut_off=eos not in tokens,
+                           logprobs=list(result.logprobs[: len(tokens)]) or None)
+        if self.router is not None:
+            answer.meta["model"] = model
+        return answer
 
     def close(self) -> None:
-        if self.manager.is_running():
-            self.manager.stop(block=True)
+        for manager in self.managers.values():
+            if manager.is_running():
+                manager.stop(block=True)
 
 
-def engine_for(generator: TorchGenerator, serving: dict) -> Engine:
-    """The engine a variant's ``serving`` runtime option names (default: one request at a time)."""
+def engine_for(generator: Any, serving: dict) -> Engine:
+    """The engine a variant's ``serving`` runtime option names (default: one request at a time). One-at-a-time and
+    static batches call the stack's own ``answer``; continuous batching takes the stack apart (its cache, its
+    router's two models) and runs it per request."""
     name = serving.get("engine", "sequential")
-    if name == "continuous" and not isinstance(generator, TorchGenerator):
-        raise ValueError("continuous batching feeds the model itself; it cannot serve behind a response cache")
-    if name == "continuous":
-        return ContinuousEngine(generator, serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1))
-    return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1)
+    if name != "continuous":
+        return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1)
+    parts = layers(generator)
+    return ContinuousEngine(parts["large"], serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1),
+                            parts["cache"], parts["small"], parts["router"], parts["compressor"])

@@ -115,6 +115,13 @@ class ResponseCache:
         self.store.clear(self.scope(tenant))
 
 
+def cached_answer(look: Lookup, at_s: float) -> Generated:
+    """A hit as an answered request: every token appears at ``at_s``, when the lookup ended; no prompt was read."""
+    tokens = look.answer["tokens"]
+    return Generated(tokens, look.answer["text"], 0, [at_s] * len(tokens), look.answer["cut_off"],
+                     meta={"cache": look.kind, "similarity": look.similarity})
+
+
 def store_for(settings: CacheSettings) -> CacheStore:
     return RedisStore(settings.redis_url, settings.namespace) if settings.store == "redis" else MemoryStore()
 
@@ -137,14 +144,7 @@ class CachedGenerator:
         for text in texts:
             look = self.cache.lookup(text, self.tenant)
             looked.append((look, time.perf_counter() - start))
-        out: list[Generated | None] = []
-        for look, at in looked:
-            if look.answer is None:
-                out.append(None)
-                continue
-            tokens = look.answer["tokens"]
-            out.append(Generated(tokens, look.answer["text"], 0, [at] * len(tokens), look.answer["cut_off"],
-                                 meta={"cache": look.kind, "similarity": look.similarity}))
+        out = [cached_answer(look, at) if look.answer is not None else None for look, at in looked]
         missed = [i for i, a in enumerate(out) if a is None]
         if missed:
             spent = time.perf_counter() - start

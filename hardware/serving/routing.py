@@ -51,6 +51,11 @@ def refused(text: str, refusal: str | None) -> bool:
     return bool(refusal) and _normal(refusal) in _normal(text)
 
 
+def escalates(settings: RouterSettings, logprobs: Sequence[float] | None, text: str) -> bool:
+    """Whether the small model's answer goes to the large model: unsure, or (if asked) a refusal."""
+    return confidence(logprobs, settings.quantile) < settings.threshold or refused(text, settings.refusal)
+
+
 class RoutedGenerator:
     """The small generator first; requests it was unsure of go to the large one (in one batch)."""
 
@@ -62,16 +67,12 @@ class RoutedGenerator:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.large, name)
 
-    def escalates(self, answer: Generated) -> bool:
-        return (confidence(answer.logprobs, self.settings.quantile) < self.settings.threshold
-                or refused(answer.text, self.settings.refusal))
-
     def answer(self, texts: Sequence[str]) -> list[Generated]:
         start = time.perf_counter()
         out = self.small.answer(texts)
         for a in out:
             a.meta.update(model="small", confidence=confidence(a.logprobs, self.settings.quantile))
-        unsure = [i for i, a in enumerate(out) if self.escalates(a)]
+        unsure = [i for i, a in enumerate(out) if escalates(self.settings, a.logprobs, a.text)]
         if unsure:
             spent = time.perf_counter() - start
             for i, fresh in zip(unsure, self.large.answer([texts[i] for i in unsure])):

@@ -42,9 +42,6 @@ class Batching:
         if source.runtime_options.get("serving", {}).get("engine") == spec.engine:
             return Availability(False, f"the champion is already served with {spec.engine} batching")
         decoding = source.runtime_options.get("decoding", {})
-        if spec.engine == "continuous" and "cache" in source.runtime_options.get("serving", {}):
-            return Availability(False, "continuous batching behind a response cache is not built yet (the cache "
-                                       "answers before a one-at-a-time or static-batch engine)")
         if spec.engine == "continuous" and decoding:
             return Availability(False, f"continuous batching runs plain greedy decoding; the champion decodes with "
                                        f"{', '.join(sorted(decoding))}")

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from ratchet.core.availability import Availability
+from ratchet.core.availability import Availability, requires
 from ratchet.core.variant import Variant, content_hash
 from ratchet.hardware.serving.cache import CacheSettings, tune_threshold
 from ratchet.tasks.gate import TargetSpec
@@ -50,12 +50,7 @@ class ResponseCache:
         serving = source.runtime_options.get("serving", {})
         if "cache" in serving:
             return Availability(False, "the champion is already served behind a response cache")
-        if serving.get("engine") == "continuous":
-            return Availability(False, "a response cache in front of continuous batching is not built yet (the "
-                                       "cache answers before a one-at-a-time or static-batch engine)")
         if spec.store == "redis":
-            from ratchet.core.availability import requires
-
             return requires("a Redis-backed response cache", "redis")
         return Availability(True)
 

@@ -59,9 +59,6 @@ class Routing:
         serving = source.runtime_options.get("serving", {})
         if "router" in serving:
             return Availability(False, "the champion is already served behind a router")
-        if serving.get("engine") == "continuous":
-            return Availability(False, "routing in front of continuous batching is not built yet (the router answers "
-                                       "through a one-at-a-time or static-batch engine)")
         return Availability(True)
 
     def apply(self, spec: RoutingSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
