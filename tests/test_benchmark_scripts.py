@@ -89,3 +89,62 @@ def test_generation_benchmark_prints_decode_and_serving_tables(tmp_path: Path, d
     assert "| " + " | ".join(generation.SERVING_COLUMNS) + " |" in out
     assert {"sequential", "static", "continuous"} <= set(rows)
     assert "capacity continuous vs sequential" in rows
+
+
+@pytest.mark.slow
+def test_support_agent_example_runs_end_to_end_and_its_benchmark_prints_the_tables(
+        tmp_path: Path, demo_pair: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/support-agent.yaml on the test-size pair (short trace, small budgets): every step measured on the
+    replayed traffic and gated with a reason, the serving recipe registered or the reason it was not, and the
+    benchmark's three tables (ladder, the worked example next to ours, the goals) printed from the run."""
+    import json
+
+    import mlflow
+
+    from ratchet.flows.benchmarks import support_agent
+    from ratchet.flows.pipeline import run_pipeline
+    from ratchet.flows.spec import load_spec, preflight
+
+    data = yaml.safe_load((ROOT / "examples" / "support-agent.yaml").read_text())
+    data["model"]["id"] = str(demo_pair / "large")
+    data["workload"]["dataset"] = str(ROOT / "evals" / "data" / "support_qa.json")
+    data["workload"].update(target_qps=8, max_new_tokens=24, traffic={"requests": 160},
+                            measurement={"warmup_s": 0.2, "min_duration_s": 0.5, "min_queries": 64,
+                                         "max_duration_s": 60})
+    data["noise"] = {"pairs": 2, "block_queries": 40, "retries": 0, "max_reference_cv": 0.5}
+    data["steps"][-1]["small"] = str(demo_pair / "small")
+    data["steps"][-1]["tuning_prompts"] = 16
+    data["registry"]["tracking_uri"] = f"sqlite:///{tmp_path / 'ml.db'}"
+    data["workdir"] = str(tmp_path / "work")
+    spec_path = tmp_path / "agent.yaml"
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    run = run_pipeline(preflight(load_spec(spec_path)))
+    summary = run.summary
+    steps = {s["step"]: s for s in summary["steps"]}
+    assert list(steps) == ["baseline", "int8-weights", "cache", "continuous-batching", "cheap-first"]
+    assert all(s["reason"] for s in summary["steps"][1:])
+    measured = [s for s in summary["steps"][1:] if s["decision"] != "skipped"]
+    assert {s["step"] for s in measured} >= {"cache", "cheap-first"}
+    assert steps["cache"]["serving"]["cache_hit_rate"] > 0
+    assert "cache_false_hit_rate" in steps["cache"]["serving"]
+    assert (tmp_path / "work").rglob("routing-curve.png")
+    assert Path(summary["pareto_plot"]).is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'ml.db'}")
+    artifacts = {a.path for a in client.list_artifacts(summary["mlflow_run_id"])}
+    assert {"report.html", "report.md", "summary.json", Path(summary["pareto_plot"]).name} <= artifacts
+    if summary["targets_met"]:
+        assert summary["registered_version"] is not None
+    else:
+        assert summary["registered_version"] is None and summary["final_gate"]["reason"]
+
+    saved = tmp_path / "summary.json"
+    saved.write_text(json.dumps(summary))
+    capsys.readouterr()
+    support_agent.main(["--spec", str(spec_path), "--summary", str(saved), "--markdown"])
+    out = capsys.readouterr().out
+    assert "| " + " | ".join(support_agent.LADDER_HEADERS) + " |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| Baseline (large model) | baseline |") for line in rows)
+    assert any(line.startswith("| + Cheap-first routing |") for line in rows)
+    goals = [line for line in rows if line.startswith(("| p95 vs baseline", "| cost per request", "| held-out rubric"))]
+    assert len(goals) == 3 and all(line.rstrip(" |").endswith(("met", "-")) for line in goals)

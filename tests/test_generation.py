@@ -183,3 +183,49 @@ def test_output_length_caps_answers_and_retries_the_ones_it_cut_off(demo_pair: P
 
     with pytest.raises(ValueError, match="must exceed"):
         OutputLengthSpec(max_new_tokens=32, retry_max_new_tokens=16)
+
+
+def test_busy_time_is_the_union_of_request_intervals_and_prices_a_request() -> None:
+    from ratchet.hardware.benchmark.generation_stats import busy_time_s
+    from ratchet.hardware.benchmark.stats import cost_per_1k_busy
+
+    records = [{"arrival_s": 0.0, "e2e_s": 1.0}, {"arrival_s": 0.5, "e2e_s": 1.0},  # overlap: busy 0-1.5
+               {"arrival_s": 3.0, "e2e_s": 0.5}, {"arrival_s": 3.1, "e2e_s": 0.1}]  # nested: busy 3-3.5
+    assert busy_time_s(records) == pytest.approx(2.0)
+    base = {"ttft_s": 0.1, "tpot_s": 0.01, "output_tokens": 5, "prompt_tokens": 9, "cut_off": False}
+    stats = summarize_generation([{**base, **r, "cache": c, "model": m} for r, c, m in
+                                  zip(records, ["miss", "exact", "miss", "semantic"], ["large", None, "small", None])],
+                                 duration_s=4.0)
+    assert stats["busy_s_per_request"] == pytest.approx(0.5)
+    assert stats["cache_hit_rate"] == pytest.approx(0.5) and stats["small_model_share"] == pytest.approx(0.25)
+    assert "cache_hit_rate" not in summarize_generation([{**base, **records[0]}], duration_s=1.0)
+    assert cost_per_1k_busy(3.6, 0.5) == pytest.approx(0.5)  # $3.60/h, half a second per request
+
+
+def test_a_trace_is_replayed_window_by_window_with_its_own_gaps(demo_pair: Path) -> None:
+    from ratchet.hardware.benchmark.worker import OpenLoopServer
+
+    generator = _generator(demo_pair / "large")
+    requests = [f"Question: q{i}?\nAnswer:" for i in range(5)]
+    arrivals = [0.0, 0.1, 0.3, 0.6, 1.0]
+    server = OpenLoopServer(generator, {}, requests, target_qps=4.0, arrivals=arrivals)
+    prompts, times = server.schedule(3, seed=0)
+    assert prompts == requests[:3] and times == pytest.approx([0.0, 0.1, 0.3])
+    prompts, times = server.schedule(3, seed=1)  # the next window, wrapping around the trace's end
+    assert prompts == [requests[3], requests[4], requests[0]]
+    assert times == pytest.approx([0.0, 0.4, 0.65])  # the last request is followed by the trace's mean gap
+    poisson = OpenLoopServer(generator, {}, requests, target_qps=4.0)
+    assert poisson.schedule(3, seed=2)[1] == pytest.approx(arrival_times(3, 4.0, 2))
+    records, _ = server.run(3, seed=0)
+    assert [r["arrival_s"] for r in records] == pytest.approx([0.0, 0.1, 0.3])
+
+
+def test_dynamic_batching_waits_for_a_batch_to_fill(demo_pair: Path, prompts: list[str]) -> None:
+    generator = _generator(demo_pair / "large")
+    generator.answer(prompts[:2])  # warm
+    arrivals = [0.0, 0.05, 0.1, 2.0]
+    waiting = BatchingEngine(generator, max_batch=4, max_wait_s=0.3).serve(prompts[:4], arrivals)
+    assert [a.meta["batch_size"] for a in waiting] == [3, 3, 3, 1]
+    assert waiting[0].queued_s >= 0.09  # the first request waited for the third
+    eager = BatchingEngine(generator, max_batch=4).serve(prompts[:4], arrivals)
+    assert eager[0].meta["batch_size"] == 1 and eager[0].queued_s < 0.05

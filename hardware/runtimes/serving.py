@@ -56,11 +56,17 @@ def _wait_until(deadline: float) -> None:
 
 
 class BatchingEngine:
-    """``sequential`` (``max_batch`` 1) and ``static`` batching over the generator's own ``answer``."""
+    """``sequential`` (``max_batch`` 1) and ``static`` batching over the generator's (or stack's) own ``answer``.
 
-    def __init__(self, generator: TorchGenerator, max_batch: int = 1) -> None:
+    Dynamic batching is static batching with ``max_wait_s``: an idle engine that receives a request waits up to
+    that long for more to fill the batch (Triton's ``max_queue_delay``), trading the first one's latency for
+    fewer, fuller batches.
+    """
+
+    def __init__(self, generator: Any, max_batch: int = 1, max_wait_s: float = 0.0) -> None:
         self.generator = generator
         self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
 
     def serve(self, prompts: Sequence[str], arrivals_s: Sequence[float]) -> list[Generated]:
         start = time.perf_counter()
@@ -68,6 +74,10 @@ class BatchingEngine:
         nxt = 0
         while nxt < len(prompts):
             _wait_until(start + arrivals_s[nxt])
+            if self.max_batch > 1 and self.max_wait_s > 0:
+                last = min(nxt + self.max_batch, len(prompts)) - 1  # the last request the batch could take
+                _wait_until(start + min(arrivals_s[last], max(arrivals_s[nxt] + self.max_wait_s,
+                                                              time.perf_counter() - start)))
             now = time.perf_counter() - start
             batch = [nxt]
             while len(batch) < self.max_batch and batch[-1] + 1 < len(prompts) and arrivals_s[batch[-1] + 1] <= now:
@@ -192,7 +202,8 @@ def engine_for(generator: Any, serving: dict) -> Engine:
     router's two models) and runs it per request."""
     name = serving.get("engine", "sequential")
     if name != "continuous":
-        return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1)
+        return BatchingEngine(generator, serving.get("max_batch", 8) if name == "static" else 1,
+                              serving.get("max_wait_ms", 0.0) / 1e3)
     parts = layers(generator)
     return ContinuousEngine(parts["large"], serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1),
                             parts["cache"], parts["small"], parts["router"], parts["compressor"])

@@ -26,6 +26,9 @@ class BatchingSpec(TechniqueSpec):
     kind: Literal["batching"] = "batching"
     engine: Literal["continuous", "static"] = "continuous"
     max_batch: int = Field(8, ge=2, le=256, description="static: most requests in one batch.")
+    max_wait_ms: float = Field(0.0, ge=0, le=60_000, description="static: how long an idle engine waits for a batch "
+                                                                  "to fill (dynamic batching); 0: take what has "
+                                                                  "arrived.")
     max_batch_tokens: int = Field(512, ge=16, le=65536, description="continuous: tokens per forward pass.")
     max_memory_percent: float = Field(0.1, gt=0, le=0.9, description="continuous: share of free memory the paged KV "
                                                                      "cache may take.")
@@ -51,6 +54,6 @@ class Batching:
         """The champion's own files, served by another engine; ``out_dir`` stays empty."""
         serving = ({"engine": "continuous", "max_batch_tokens": spec.max_batch_tokens,
                     "max_memory_percent": spec.max_memory_percent} if spec.engine == "continuous"
-                   else {"engine": "static", "max_batch": spec.max_batch})
+                   else {"engine": "static", "max_batch": spec.max_batch, "max_wait_ms": spec.max_wait_ms})
         options = {**source.runtime_options, "serving": {**source.runtime_options.get("serving", {}), **serving}}
         return source.child(spec.label, source.path, "batching", spec.settings(), runtime_options=options)
