@@ -35,8 +35,8 @@ def run_dir(spec: PipelineSpec) -> Path:
 
 def measurement_key(prepared: Prepared) -> dict:
     """What a measurement depends on besides the model: hardware, the machine it runs on (a result from another
-    machine, or from this one after an upgrade, is never reused), workload settings, data, and where its files
-    live (a cached record points into that folder)."""
+    machine, or from this one after an upgrade, is never reused), workload settings, data (eval inputs, replayed
+    traffic, labelled questions), and where its files live (a cached record points into that folder)."""
     spec = prepared.spec
     return {
         "run_dir": str(run_dir(spec)),
@@ -44,6 +44,9 @@ def measurement_key(prepared: Prepared) -> dict:
         "machine": fingerprint(spec.hardware),
         "workload": spec.workload.model_dump(exclude={"dataset"}),
         "data": stable_hash(prepared.workload.eval_inputs()),
+        # What serving steps replay and tune on, when the workload has it (a trace file's content, not its name).
+        "traffic": stable_hash([r.model_dump() for r in getattr(prepared.workload, "trace", ())]),
+        "questions": stable_hash([q.model_dump() for q in getattr(prepared.workload, "questions", ())]),
     }
 
 
