@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own logs")
     check = sub.add_parser("validate", help="validate a spec and its files, compute nothing")
     check.add_argument("spec", type=Path)
+    trace = sub.add_parser("trace", help="write the traffic a spec replays (workload.traffic) as JSONL, and its shape")
+    trace.add_argument("spec", type=Path)
+    trace.add_argument("--out", type=Path, default=Path("trace.jsonl"), help="JSONL file to write (default: trace.jsonl)")
     sub.add_parser("backends", help="every compile backend and whether it can run on this machine, with the reason")
     tiny = sub.add_parser("tiny-lm", help="train the project's tiny causal LM on its shipped support text (offline)")
     tiny.add_argument("--out", type=Path, default=TINY_LM, help=f"model folder to write (default: {TINY_LM})")
@@ -101,15 +104,31 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = load_spec(args.spec)
+        if args.command == "trace" and spec.workload.traffic is None:
+            raise SpecError(f"{args.spec}: workload.traffic: the spec declares no traffic to write (add "
+                            "workload.traffic, e.g. {requests: 600})")
         _build_demo_models(spec, console)
-        preflight(spec)
+        prepared = preflight(spec)
     except SpecError as exc:
         sys.stderr.write(f"ratchet: {exc}\n")
         return exit_codes.INVALID
+    if args.command == "trace":
+        return _write_trace(prepared.workload.trace, args.out, console)
     if args.command == "validate":
         console.print(f"[green]{args.spec}: valid[/] ({len(spec.steps)} steps, {len(spec.targets)} targets)")
         return exit_codes.MET
     return _run(spec, args, console)
+
+
+def _write_trace(trace, out: Path, console: Console) -> int:
+    from ratchet.evals.traffic import trace_summary, write_trace
+
+    write_trace(out, trace)
+    shape = trace_summary(trace)
+    console.print(f"[green]wrote {out}[/]: {shape['requests']} requests at {shape['rate_rps']:.2f} req/s; "
+                  f"{shape['repeated_answer_share']:.0%} ask an answer asked before, {shape['repeated_prompt_share']:.0%} "
+                  f"repeat a prompt word for word, {shape['unique_share']:.0%} are unique questions", soft_wrap=True)
+    return exit_codes.MET
 
 
 def _run(spec, args, console: Console) -> int:

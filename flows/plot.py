@@ -45,8 +45,11 @@ def plot_pareto(summary: dict[str, Any], path: Path) -> Path:
     champion's path (baseline, then each accepted step) is drawn through them."""
     steps = [s for s in summary["steps"] if s["metrics"]["p95_ms"] is not None and s["metrics"]["rubric_score"] is not None]
     costs = [s["metrics"]["cost_per_1k"] or 0.0 for s in steps]
-    top = max(costs) or 1.0
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    top = max(costs, default=0.0) or 1.0
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    if not steps:  # every p95 unreportable (too few queries): say so rather than draw empty axes
+        ax.text(0.5, 0.5, "no step has a reportable p95 (too few queries)", ha="center", va="center",
+                transform=ax.transAxes)
     for s, cost in zip(steps, costs):
         ax.scatter(s["metrics"]["p95_ms"], s["metrics"]["rubric_score"], s=40 + 900 * cost / top, alpha=0.6,
                    color=COLOURS[s["decision"]], edgecolors="black", linewidths=0.5)
@@ -55,13 +58,13 @@ def plot_pareto(summary: dict[str, Any], path: Path) -> Path:
     path_steps = [s for s in steps if s["decision"] in ("baseline", "accepted")]
     ax.plot([s["metrics"]["p95_ms"] for s in path_steps], [s["metrics"]["rubric_score"] for s in path_steps],
             color="#55a868", lw=1, ls="--", label="champion's path")
-    ax.set_xscale("log")
+    if steps:
+        ax.set_xscale("log")
     ax.set_xlabel("p95 latency (ms, log scale; lower is better)")
     ax.set_ylabel("rubric score, tuning split (higher is better)")
     ax.set_title(f"{summary['spec']}: latency, quality and cost (area = cost per request)")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c) for c in COLOURS.values()]
     ax.legend(handles, list(COLOURS), fontsize=7, loc="best")
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -167,3 +167,11 @@ def test_a_reference_is_held_against_the_champion_after_each_step() -> None:
     assert "## Against the worked example" in markdown_report(summary)
     with pytest.raises(ValueError, match="first row is the baseline"):
         ReferenceSpec(name="x", rows=reference.rows[1:])
+
+
+def test_pareto_plot_of_a_run_without_reportable_p95(tmp_path: Path) -> None:
+    from ratchet.flows.plot import plot_pareto
+
+    base = StepRecord("baseline", None, "baseline", "", measurement=measured(TRUNCATED))
+    summary = build_summary(RatchetState.start(base), FinalDecision(base, decision(False)), None, None, "t")
+    assert plot_pareto(summary, tmp_path / "pareto.png").stat().st_size > 0

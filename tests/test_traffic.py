@@ -134,3 +134,34 @@ def test_spec_trace_path_is_relative_to_the_spec(tmp_path: Path) -> None:
             "registry": {"model_name": "m"}}
     spec = parse_spec(data, "spec.yaml", tmp_path)
     assert spec.workload.traffic.trace == str(tmp_path / "t.jsonl")
+
+
+def test_ratchet_trace_writes_the_specs_traffic(tmp_path: Path, demo_pair: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from cli_checks import assert_one_error_line, exit_code
+
+    data = yaml.safe_load((PROJECT_ROOT / "examples" / "support-agent.yaml").read_text())
+    data["model"]["id"] = "sentence-transformers/all-MiniLM-L6-v2"  # a model folder that exists offline
+    data["model"]["task"] = "feature-extraction"
+    data["rubric"] = {"criteria": [{"name": "recall", "scorer": "recall_at_k"}]}
+    data["steps"], data["reference"], data["targets"] = [], None, []
+    data["workload"]["traffic"] = {"requests": 40}
+    data["workload"]["dataset"] = str(PROJECT_ROOT / "evals" / "data" / "support_faq.json")
+    spec = tmp_path / "agent.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    # A retrieval model cannot replay traffic: one line, exit 2.
+    assert exit_code(["trace", str(spec), "--out", str(tmp_path / "t.jsonl")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "needs a prompts workload")
+    data["model"], data["rubric"] = ({"id": str(demo_pair / "large"), "task": "text-generation"},
+                                     {"criteria": [{"name": "facts", "scorer": "required_facts"}]})
+    data["workload"]["dataset"] = str(QA)
+    spec.write_text(yaml.safe_dump(data))
+    assert exit_code(["trace", str(spec), "--out", str(tmp_path / "t.jsonl")]) == 0
+    assert len(read_trace(tmp_path / "t.jsonl")) == 40
+    assert "40 requests" in capsys.readouterr().err
+    data["workload"].pop("traffic")
+    spec.write_text(yaml.safe_dump(data))
+    assert exit_code(["trace", str(spec)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "declares no traffic")
