@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -231,10 +232,14 @@ def run_module(env_name: str | None, module: str, job: dict, job_path: Path,
         if on_message and line.startswith(MESSAGE):
             on_message(json.loads(line.removeprefix(MESSAGE)))
     stderr = proc.stderr.read()
-    if proc.wait() != 0:
+    code = proc.wait()
+    if code != 0:
         job_path.with_suffix(".stderr.txt").write_text(stderr)
-        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
         where = f" (in environment {env_name!r})" if env_name else ""
+        if code < 0:  # killed (the kernel's OOM killer sends SIGKILL): no traceback, its last line says nothing
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            raise WorkerError(f"{module}{where} was killed by {name}" + (" (out of memory?)" if -code == 9 else ""))
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "no error output")
         raise WorkerError(f"{module}{where} failed: {last.strip()}")
     done = result_path(job_path)
     return json.loads(done.read_text()) if done.exists() else None

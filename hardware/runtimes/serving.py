@@ -162,9 +162,9 @@ class ContinuousEngine:
                     if not manager.is_running():
                         raise RuntimeError("continuous batching stopped answering (its generation thread ended)")
                     continue
-                i = inflight.pop((name, result.request_id), None)
-                if i is None or not result.is_finished():
-                    continue
+                if not result.is_finished() or (name, result.request_id) not in inflight:
+                    continue  # a partial result, or one left over from an earlier call
+                i = inflight.pop((name, result.request_id))
                 answer = self._generated(result, len(ids[i]), start + arrivals_s[i], name)
                 if name == "small" and escalates(self.router, answer.logprobs, answer.text):
                     inflight[("large", self._add("large", ids[i]))] = i
