@@ -135,9 +135,9 @@ def _run(spec, args, console: Console) -> int:
     if not args.verbose:
         quiet_libraries()
     from rich.markup import escape
-    from rich.table import Table
 
     from ratchet.flows import progress
+    from ratchet.flows.benchmarks.tables import show
     from ratchet.flows.report import (COMPILE_HEADERS, LADDER_HEADERS, REFERENCE_HEADERS, compile_table_rows,
                                       gains_line, headers, ladder_rows, reference_rows, table_rows, verdict)
 
@@ -147,32 +147,15 @@ def _run(spec, args, console: Console) -> int:
             summary = _summary(spec, args)
         finally:
             progress.set_listener(None)
-    table = Table(title=f"Ratchet: {spec.name}")
-    for header in headers(summary):
-        table.add_column(header, overflow="fold")
-    for row in table_rows(summary):
-        table.add_row(*map(escape, row))  # step names like int8[op_types=none] are not rich markup
-    stdout_console().print(table)
+    out = stdout_console()
+    show(out, f"Ratchet: {spec.name}", headers(summary), table_rows(summary))
     if summary["compile"]:
-        compiled = Table(title=f"Compile targets: {spec.name} (held-out split; parity against the variant compiled from)")
-        for header in COMPILE_HEADERS:
-            compiled.add_column(header, overflow="fold")
-        for row in compile_table_rows(summary):
-            compiled.add_row(*map(escape, row))
-        stdout_console().print(compiled)
-    steps = Table(title="The champion, step by step (ratios against the baseline)")
-    for header in LADDER_HEADERS:
-        steps.add_column(header)
-    for row in ladder_rows(summary):
-        steps.add_row(*map(escape, row))
-    stdout_console().print(steps)
+        show(out, f"Compile targets: {spec.name} (held-out split; parity against the variant compiled from)",
+             COMPILE_HEADERS, compile_table_rows(summary))
+    show(out, "The champion, step by step (ratios against the baseline)", LADDER_HEADERS, ladder_rows(summary))
     if summary.get("reference"):
-        versus = Table(title=f"Against {summary['reference']['name']} (ratios to each one's own baseline)")
-        for header in REFERENCE_HEADERS:
-            versus.add_column(header, overflow="fold")
-        for row in reference_rows(summary):
-            versus.add_row(*map(escape, row))
-        stdout_console().print(versus)
+        show(out, f"Against {summary['reference']['name']} (ratios to each one's own baseline)", REFERENCE_HEADERS,
+             reference_rows(summary))
     console.print(("[green]" if summary["targets_met"] else "[red]") + escape(verdict(summary)) + "[/]", soft_wrap=True)
     console.print(escape(gains_line(summary)), soft_wrap=True)
     console.print(f"MLflow run {summary['mlflow_run_id']}; plots: {summary['plot']}, {summary['pareto_plot']}",

@@ -103,6 +103,7 @@ def perf_metrics(result: dict, batch_sizes: list[int], variant: Variant, hardwar
             metrics[prefix + "cost_per_1k"] = cost_per_1k_busy(hardware.price_per_hour, summary["busy_s_per_request"])
     metrics.update(
         **result.get("cache", {}),
+        **({"kv_bytes_per_token": result["kv_bytes_per_token"]} if result.get("kv_bytes_per_token") else {}),
         peak_rss_mb=result["peak_rss_mb"], peak_device_mb=result["peak_device_mb"],
         size_mb=size_mb(variant.path), load_s=result["load_s"],
     )

@@ -229,3 +229,15 @@ def test_dynamic_batching_waits_for_a_batch_to_fill(demo_pair: Path, prompts: li
     assert waiting[0].queued_s >= 0.09  # the first request waited for the third
     eager = BatchingEngine(generator, max_batch=4).serve(prompts[:4], arrivals)
     assert eager[0].meta["batch_size"] == 1 and eager[0].queued_s < 0.05
+
+
+def test_kv_cache_memory_per_token_follows_the_config(demo_pair: Path) -> None:
+    generator = _generator(demo_pair / "large")
+    config = generator.model.config
+    head_dim = config.hidden_size // config.num_attention_heads
+    expected = 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * 4  # fp32 keys and values
+    assert generator.kv_bytes_per_token() == expected
+    import torch
+
+    generator.model.to(torch.bfloat16)
+    assert generator.kv_bytes_per_token() == expected // 2

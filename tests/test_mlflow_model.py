@@ -37,6 +37,21 @@ def test_a_length_bucketed_champion_is_served_as_it_was_measured(tmp_path: Path,
     np.testing.assert_allclose(np.asarray(loaded.predict(TEXTS)), expected, atol=1e-5)
 
 
+LLM_SHAPE = Shape(sequence_length=128, max_new_tokens=12)
+
+
+def _log_llm(tmp_path: Path, variant, kind: str) -> tuple[str, list[str]]:
+    """Log ``variant`` as a step's model; return its model URI and its answers to TEXTS served as measured."""
+    hardware = HardwareSpec(name="test-cpu", threads=1)
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    tracker = Tracker(RegistrySpec(model_name="m"), uri, RunInfo("t", {}, {}, hardware, LLM_SHAPE))
+    tracker.start()
+    tracker.log_record(StepRecord(variant.name, kind, "accepted", "", variant=variant))
+    tracker.end()
+    mlflow.set_tracking_uri(uri)
+    return tracker.model_uris[variant.name], [g.text for g in load_variant(variant, hardware, LLM_SHAPE).answer(TEXTS)]
+
+
 def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside_it(tmp_path: Path,
                                                                                     demo_pair: Path) -> None:
     import shutil
@@ -46,17 +61,10 @@ def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside
     draft = shutil.copytree(demo_pair / "small", tmp_path / "draft")
     variant = Variant(name="spec", path=demo_pair / "large", task="text-generation",
                       runtime_options={"decoding": {"assistant": str(draft), "num_assistant_tokens": 4}})
-    hardware, shape = HardwareSpec(name="test-cpu", threads=1), Shape(sequence_length=128, max_new_tokens=12)
-    uri = f"sqlite:///{tmp_path / 'ml.db'}"
-    tracker = Tracker(RegistrySpec(model_name="m"), uri, RunInfo("t", {}, {}, hardware, shape))
-    tracker.start()
-    tracker.log_record(StepRecord("spec", "speculative", "accepted", "", variant=variant))
-    tracker.end()
-    expected = [g.text for g in load_variant(variant, hardware, shape).answer(TEXTS)]
+    model_uri, expected = _log_llm(tmp_path, variant, "speculative")
     shutil.rmtree(draft)  # the logged copy is what the model must use
 
-    mlflow.set_tracking_uri(uri)
-    loaded = mlflow.pyfunc.load_model(tracker.model_uris["spec"])
+    loaded = mlflow.pyfunc.load_model(model_uri)
     assert loaded.predict(TEXTS) == expected
     assert Path(loaded.unwrap_python_model().predictor.decoding["assistant_model"].name_or_path).exists()
 
@@ -75,19 +83,12 @@ def test_a_serving_recipe_round_trips_through_the_registry(tmp_path: Path, demo_
                "router": RouterSettings(small=str(small), threshold=-1.5).model_dump()}
     variant = Variant(name="recipe", path=demo_pair / "large", task="text-generation",
                       runtime_options={"serving": serving})
-    hardware, shape = HardwareSpec(name="test-cpu", threads=1), Shape(sequence_length=128, max_new_tokens=12)
-    uri = f"sqlite:///{tmp_path / 'ml.db'}"
-    tracker = Tracker(RegistrySpec(model_name="support-agent"), uri, RunInfo("t", {}, {}, hardware, shape))
-    tracker.start()
-    tracker.log_record(StepRecord("recipe", "routing", "accepted", "", variant=variant))
-    tracker.end()
-    expected = [g.text for g in load_variant(variant, hardware, shape).answer(TEXTS)]
+    model_uri, expected = _log_llm(tmp_path, variant, "routing")
     shutil.rmtree(small)  # the logged copy is what the recipe must use
 
-    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     client.create_registered_model("support-agent")
-    version = client.create_model_version("support-agent", tracker.model_uris["recipe"])
+    version = client.create_model_version("support-agent", model_uri)
     client.set_registered_model_alias("support-agent", "champion", version.version)
     loaded = mlflow.pyfunc.load_model("models:/support-agent@champion")
     assert loaded.predict(TEXTS) == expected

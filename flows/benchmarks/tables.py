@@ -19,7 +19,7 @@ def times(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}×"
 
 
-def show(console: Console, title: str, columns: Sequence[str], rows: list[list[str]], markdown: bool) -> None:
+def show(console: Console, title: str, columns: Sequence[str], rows: list[list[str]], markdown: bool = False) -> None:
     table = Table(title=title)
     for column in columns:
         table.add_column(column, overflow="fold")

@@ -252,6 +252,7 @@ def run(job: Job) -> dict:
         "placement": {**placement, "threads": threads_used()},
         "runs": {bs: {"summary": summary, "truncated": r.truncated} for bs, (r, summary) in runs.items()},
         "cache": cache_metrics(predictor, job.questions),
+        "kv_bytes_per_token": predictor.kv_bytes_per_token() if is_generator(predictor) else None,
     }
 
 

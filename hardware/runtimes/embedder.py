@@ -38,3 +38,9 @@ def sentence_embedder(model_id: str = EMBEDDER) -> Embed:
             return mean_pooled(model(**enc).last_hidden_state, enc["attention_mask"]).numpy().astype(np.float32)
 
     return embed
+
+
+def lazy_embedder(model_id: str = EMBEDDER) -> Embed:
+    """``sentence_embedder(model_id)``, loaded on the first call rather than now: a cache that only ever matches
+    exactly, or a stack built to be pickled, never loads the model."""
+    return lambda texts: sentence_embedder(model_id)(texts)

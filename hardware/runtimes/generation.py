@@ -184,6 +184,14 @@ class TorchGenerator:
                 answer.logprobs = picked.tolist()
         return answers
 
+    def kv_bytes_per_token(self) -> int:
+        """Memory one token keeps in the KV cache: keys and values, every layer, every KV head, at the weights'
+        dtype (what a prefix cache saves per shared token, and what bounds a batch's length)."""
+        config = self.model.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return 2 * config.num_hidden_layers * heads * head_dim * self.model.dtype.itemsize
+
     def text_of(self, tokens: list[int]) -> str:
         """An answer's text: the tokens decoded without special tokens (an end of sequence is not said)."""
         return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()

@@ -106,17 +106,24 @@ class ContinuousEngine:
 
     def __init__(self, generator: TorchGenerator, max_batch_tokens: int = 512, max_memory_percent: float = 0.1,
                  cache: ResponseCache | None = None, small: TorchGenerator | None = None,
-                 router: RouterSettings | None = None, compressor: Compressor | None = None) -> None:
+                 router: RouterSettings | None = None, compressor: Compressor | None = None,
+                 prefix_sharing: bool = True) -> None:
         self.generator = generator
         self.cache = cache
         self.router = router
         self.compressor = compressor
-        self.managers = {"large": self._manager(generator, max_batch_tokens, max_memory_percent, logprobs=False)}
+        paged = {"max_batch_tokens": max_batch_tokens, "max_memory_percent": max_memory_percent,
+                 "allow_block_sharing": prefix_sharing}
+        self.managers = {"large": self._manager(generator, paged, logprobs=False)}
         if small is not None and router is not None:
-            self.managers["small"] = self._manager(small, max_batch_tokens, max_memory_percent, logprobs=True)
+            self.managers["small"] = self._manager(small, paged, logprobs=True)
 
     @staticmethod
-    def _manager(generator: TorchGenerator, max_batch_tokens: int, max_memory_percent: float, logprobs: bool):
+    def _manager(generator: TorchGenerator, paged: dict, logprobs: bool):
+        """A started manager. ``paged``: the paged cache's ``max_batch_tokens``, ``max_memory_percent`` (transformers
+        sizes the cache at 60-90% of free memory, a device of its own; a shared CPU machine gets a bounded share)
+        and ``allow_block_sharing``: prefix caching, the KV blocks of a prompt prefix another request already
+        computed (the same retrieved context) shared instead of computed again."""
         from transformers import ContinuousBatchingConfig, GenerationConfig
 
         tokenizer = generator.tokenizer
@@ -124,11 +131,7 @@ class ContinuousEngine:
                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         manager = generator.model.init_continuous_batching(
             generation_config=config,
-            # transformers sizes the paged cache at 60-90% of free memory (a device of its own); a shared CPU
-            # machine gets a bounded share.
-            continuous_batching_config=ContinuousBatchingConfig(max_batch_tokens=max_batch_tokens,
-                                                                max_memory_percent=max_memory_percent,
-                                                                return_logprobs=logprobs))
+            continuous_batching_config=ContinuousBatchingConfig(**paged, return_logprobs=logprobs))
         manager.start()
         return manager
 
@@ -206,4 +209,5 @@ def engine_for(generator: Any, serving: dict) -> Engine:
                               serving.get("max_wait_ms", 0.0) / 1e3)
     parts = layers(generator)
     return ContinuousEngine(parts["large"], serving.get("max_batch_tokens", 512), serving.get("max_memory_percent", 0.1),
-                            parts["cache"], parts["small"], parts["router"], parts["compressor"])
+                            parts["cache"], parts["small"], parts["router"], parts["compressor"],
+                            serving.get("prefix_sharing", True))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ratchet.hardware.runtimes.embedder import EMBEDDER, Embed, sentence_embedder
+from ratchet.hardware.runtimes.embedder import EMBEDDER, Embed, lazy_embedder, sentence_embedder
 from ratchet.hardware.runtimes.generation import Generated
 from ratchet.hardware.serving.cache_stores import CacheStore, MemoryStore, RedisStore
 
@@ -78,13 +78,7 @@ class ResponseCache:
     def __init__(self, settings: CacheSettings, store: CacheStore | None = None, embed: Embed | None = None) -> None:
         self.settings = settings
         self.store = store if store is not None else store_for(settings)
-        self._embed = embed
-
-    @property
-    def embed(self) -> Embed:
-        if self._embed is None:
-            self._embed = sentence_embedder(self.settings.embedder)
-        return self._embed
+        self.embed = embed or lazy_embedder(settings.embedder)
 
     def scope(self, tenant: str) -> str:
         return f"{tenant}|{self.settings.template}|{self.settings.model_version}"

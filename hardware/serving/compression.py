@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ratchet.hardware.runtimes.embedder import EMBEDDER, Embed, sentence_embedder
+from ratchet.hardware.runtimes.embedder import EMBEDDER, Embed, lazy_embedder
 from ratchet.hardware.runtimes.generation import Generated
 from ratchet.hardware.serving.cache import QUESTION_PATTERN
 
@@ -43,13 +43,7 @@ class CompressionSettings(BaseModel):
 class Compressor:
     def __init__(self, settings: CompressionSettings, embed: Embed | None = None) -> None:
         self.settings = settings
-        self._embed = embed
-
-    @property
-    def embed(self) -> Embed:
-        if self._embed is None:
-            self._embed = sentence_embedder(self.settings.embedder)
-        return self._embed
+        self.embed = embed or lazy_embedder(settings.embedder)
 
     def compress(self, prompt: str) -> str:
         match = _CONTEXT.match(prompt)

@@ -32,6 +32,8 @@ class BatchingSpec(TechniqueSpec):
     max_batch_tokens: int = Field(512, ge=16, le=65536, description="continuous: tokens per forward pass.")
     max_memory_percent: float = Field(0.1, gt=0, le=0.9, description="continuous: share of free memory the paged KV "
                                                                      "cache may take.")
+    prefix_sharing: bool = Field(True, description="continuous: prefix caching (requests with the same prompt "
+                                                   "prefix, e.g. the same retrieved context, share its KV blocks).")
 
 
 @TECHNIQUES.register("batching", aliases=("continuous_batching", "static_batching"))
@@ -53,7 +55,8 @@ class Batching:
     def apply(self, spec: BatchingSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         """The champion's own files, served by another engine; ``out_dir`` stays empty."""
         serving = ({"engine": "continuous", "max_batch_tokens": spec.max_batch_tokens,
-                    "max_memory_percent": spec.max_memory_percent} if spec.engine == "continuous"
+                    "max_memory_percent": spec.max_memory_percent, "prefix_sharing": spec.prefix_sharing}
+                   if spec.engine == "continuous"
                    else {"engine": "static", "max_batch": spec.max_batch, "max_wait_ms": spec.max_wait_ms})
         options = {**source.runtime_options, "serving": {**source.runtime_options.get("serving", {}), **serving}}
         return source.child(spec.label, source.path, "batching", spec.settings(), runtime_options=options)
