@@ -40,9 +40,11 @@ class Variant(BaseModel):
     lineage: list[str] = Field(default_factory=list)
     trust_remote_code: bool = False
 
-    def save(self) -> None:
-        """Write ``variant.json`` into a folder a technique made (never into the baseline's source)."""
-        (self.path / VARIANT_FILE).write_text(self.model_dump_json(indent=1))
+    def save(self, folder: Path) -> None:
+        """Write ``variant.json`` into ``folder``, the one made for this candidate: never into ``path`` as such, which
+        for a step that only changes how the model is served is the champion's own folder (maybe the baseline's
+        source, or a shared model cache)."""
+        (Path(folder) / VARIANT_FILE).write_text(self.model_dump_json(indent=1))
 
     @classmethod
     def load(cls, folder: Path) -> "Variant":

@@ -110,7 +110,7 @@ def _make_candidate(technique: Technique, step: TechniqueSpec, source: Variant, 
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     variant = apply_technique(technique, step, source, out_dir, ctx)
-    variant.save()
+    variant.save(out_dir)
     return variant
 
 

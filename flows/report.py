@@ -79,8 +79,20 @@ def ladder(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-LADDER_HEADERS = ("step", "p95 ms", "p95 vs baseline", "$ / request", "cost vs baseline", "rubric (tuning)",
+LADDER_HEADERS = ("step", "p95 ms", "p95 speed-up", "$ / request", "cost vs baseline", "rubric (tuning)",
                   "rubric points", "cache hits", "small model")
+
+
+def cost_change(ratio: float | None) -> str:
+    """A cost ratio to the baseline as people say it: ``56% lower``, ``5% higher``."""
+    if ratio is None:
+        return "-"
+    return f"{1 - ratio:.0%} lower" if ratio <= 1 else f"{ratio - 1:.0%} higher"
+
+
+def speedup_text(value: float | None) -> str:
+    """Baseline p95 over this one's: above 1 is faster."""
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def ladder_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -92,10 +104,9 @@ def ladder_rows(summary: dict[str, Any]) -> list[list[str]]:
         points = "-" if r["rubric_points"] is None else f"{r['rubric_points']:+.1f}"
         if r.get("heldout_rubric_points") is not None:
             points += f" (held-out {r['heldout_rubric_points']:+.1f})"
-        out.append([r["step"], _fmt("p95_ms", r["p95_ms"]),
-                    "-" if r["p95_vs_baseline"] is None else f"{r['p95_vs_baseline']:.2f}x better",
+        out.append([r["step"], _fmt("p95_ms", r["p95_ms"]), speedup_text(r["p95_vs_baseline"]),
                     "-" if r["cost_per_request"] is None else f"${r['cost_per_request']:.7f}",
-                    "-" if r["cost_vs_baseline"] is None else f"{1 - r['cost_vs_baseline']:.0%} lower",
+                    cost_change(r["cost_vs_baseline"]),
                     _fmt("rubric_score", r["rubric_score"]), points, pct(r.get("cache_hit_rate")),
                     pct(r.get("small_model_share"))])
     return out
@@ -127,7 +138,7 @@ class ReferenceSpec(BaseModel):
         return self
 
 
-REFERENCE_HEADERS = ("reference step", "our decision", "p95 ms", "p95 vs baseline", "reference", "$ / request",
+REFERENCE_HEADERS = ("reference step", "our decision", "p95 ms", "p95 speed-up", "reference", "$ / request",
                      "cost vs baseline", "reference", "rubric points", "reference")
 
 
@@ -150,12 +161,10 @@ def reference_rows(summary: dict[str, Any]) -> list[list[str]]:
         if decision not in ("baseline", "accepted"):
             decision += f": {steps[index]['reason']}"
         out.append([
-            row.label or row.step, decision, _fmt("p95_ms", mine["p95_ms"]),
-            "-" if mine["p95_vs_baseline"] is None else f"{mine['p95_vs_baseline']:.2f}x",
-            f"{base_ref.p95_ms / row.p95_ms:.2f}x",
+            row.label or row.step, decision, _fmt("p95_ms", mine["p95_ms"]), speedup_text(mine["p95_vs_baseline"]),
+            speedup_text(base_ref.p95_ms / row.p95_ms),
             "-" if mine["cost_per_request"] is None else f"${mine['cost_per_request']:.7f}",
-            "-" if mine["cost_vs_baseline"] is None else f"{1 - mine['cost_vs_baseline']:.0%} lower",
-            f"{1 - row.cost_per_request / base_ref.cost_per_request:.0%} lower",
+            cost_change(mine["cost_vs_baseline"]), cost_change(row.cost_per_request / base_ref.cost_per_request),
             "-" if mine["rubric_points"] is None else f"{mine['rubric_points']:+.1f}",
             f"{100 * (row.rubric_score - base_ref.rubric_score):+.1f}",
         ])

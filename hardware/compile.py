@@ -75,7 +75,7 @@ def compile_variant(backend: Backend, spec: CompileSpec, source: Variant, out_di
                    "hardware": ctx.hardware.model_dump()}}
     job_path = out_dir.parent / f"{out_dir.name}.job.json"
     variant = Variant.model_validate(run_module(env.name if env else None, WORKER, job, job_path, log=log))
-    variant.save()
+    variant.save(out_dir)
     return variant
 
 

@@ -117,6 +117,10 @@ class Tracker:
             params: dict[str, Any] = {"technique": record.kind or "baseline", "spec_hash": self.spec_hash,
                                       "parent_variant": record.champion_before or "", "decision": record.decision}
             params.update({f"setting.{k}": v for k, v in record.settings.items()})
+            if record.variant is not None:  # what the technique decided beyond its settings (a tuned threshold)
+                params.update({f"chosen.{k}": v for k, v in record.variant.params.items()
+                               if record.settings.get(k, object()) != v})
+                mlflow.log_text(record.variant.model_dump_json(indent=1), VARIANT_FILE)
             mlflow.log_params(params)
             if record.measurement is not None:
                 self._log_measurement(record.measurement)

@@ -40,16 +40,19 @@ def test_a_length_bucketed_champion_is_served_as_it_was_measured(tmp_path: Path,
 LLM_SHAPE = Shape(sequence_length=128, max_new_tokens=12)
 
 
-def _log_llm(tmp_path: Path, variant, kind: str) -> tuple[str, list[str]]:
-    """Log ``variant`` as a step's model; return its model URI and its answers to TEXTS served as measured."""
+def _log_llm(tmp_path: Path, variant, kind: str) -> tuple[str, list[str], str]:
+    """Log ``variant`` as a step's model; return its model URI, its answers to TEXTS served as measured, and the
+    step's run id."""
     hardware = HardwareSpec(name="test-cpu", threads=1)
     uri = f"sqlite:///{tmp_path / 'ml.db'}"
     tracker = Tracker(RegistrySpec(model_name="m"), uri, RunInfo("t", {}, {}, hardware, LLM_SHAPE))
     tracker.start()
-    tracker.log_record(StepRecord(variant.name, kind, "accepted", "", variant=variant))
+    run_id = tracker.log_record(StepRecord(variant.name, kind, "accepted", "", settings={"quantile": 0.1},
+                                           variant=variant))
     tracker.end()
     mlflow.set_tracking_uri(uri)
-    return tracker.model_uris[variant.name], [g.text for g in load_variant(variant, hardware, LLM_SHAPE).answer(TEXTS)]
+    answers = [g.text for g in load_variant(variant, hardware, LLM_SHAPE).answer(TEXTS)]
+    return tracker.model_uris[variant.name], answers, run_id
 
 
 def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside_it(tmp_path: Path,
@@ -61,7 +64,7 @@ def test_a_speculative_llm_champion_answers_prompts_with_its_draft_logged_beside
     draft = shutil.copytree(demo_pair / "small", tmp_path / "draft")
     variant = Variant(name="spec", path=demo_pair / "large", task="text-generation",
                       runtime_options={"decoding": {"assistant": str(draft), "num_assistant_tokens": 4}})
-    model_uri, expected = _log_llm(tmp_path, variant, "speculative")
+    model_uri, expected, _ = _log_llm(tmp_path, variant, "speculative")
     shutil.rmtree(draft)  # the logged copy is what the model must use
 
     loaded = mlflow.pyfunc.load_model(model_uri)
@@ -82,11 +85,14 @@ def test_a_serving_recipe_round_trips_through_the_registry(tmp_path: Path, demo_
     serving = {"cache": CacheSettings(threshold=0.9).model_dump(),
                "router": RouterSettings(small=str(small), threshold=-1.5).model_dump()}
     variant = Variant(name="recipe", path=demo_pair / "large", task="text-generation",
-                      runtime_options={"serving": serving})
-    model_uri, expected = _log_llm(tmp_path, variant, "routing")
+                      params={"quantile": 0.1, "threshold": -1.5}, runtime_options={"serving": serving})
+    model_uri, expected, run_id = _log_llm(tmp_path, variant, "routing")
     shutil.rmtree(small)  # the logged copy is what the recipe must use
 
     client = mlflow.MlflowClient()
+    params = client.get_run(run_id).data.params
+    assert params["chosen.threshold"] == "-1.5" and "chosen.quantile" not in params  # what tuning chose, logged
+    assert "variant.json" in {a.path for a in client.list_artifacts(run_id)}
     client.create_registered_model("support-agent")
     version = client.create_model_version("support-agent", model_uri)
     client.set_registered_model_alias("support-agent", "champion", version.version)

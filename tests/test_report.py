@@ -130,10 +130,10 @@ def test_the_ladder_shows_each_accepted_step_against_the_baseline_and_the_plots_
     assert rows[2]["cost_per_request"] == pytest.approx(0.0036) and rows[2]["cost_vs_baseline"] == pytest.approx(0.3)
     assert rows[2]["rubric_points"] == 0.0 and rows[2]["heldout_rubric_points"] == 0.0
     cells = ladder_rows(summary)
-    assert cells[2][:5] == ["+ cheap-first", "540.0", "3.52x better", "$0.0036000", "70% lower"]
+    assert cells[2][:5] == ["+ cheap-first", "540.0", "3.52x", "$0.0036000", "70% lower"]
     assert cells[1][7:] == ["35%", "-"] and cells[2][7:] == ["35%", "50%"]
     report = markdown_report(summary)
-    assert "## The champion, step by step" in report and "| + cache | 850.0 | 2.24x better |" in report
+    assert "## The champion, step by step" in report and "| + cache | 850.0 | 2.24x |" in report
     pareto = plot_pareto(summary, tmp_path / "pareto.png")
     steps = plot_steps(summary, tmp_path / "steps.png")
     page = html_report(report, [steps, pareto])
@@ -161,7 +161,8 @@ def test_a_reference_is_held_against_the_champion_after_each_step() -> None:
     rows = reference_rows(summary)
     assert rows[0] == ["Baseline", "baseline", "800.0", "1.00x", "1.00x", "$0.0100000", "0% lower", "0% lower",
                        "+0.0", "+0.0"]
-    assert rows[1][:5] == ["+ INT8", "rejected: slower", "800.0", "1.00x", "1.52x"]  # champion unchanged
+    assert rows[1][:7] == ["+ INT8", "rejected: slower", "800.0", "1.00x", "1.52x", "$0.0100000",
+                           "0% lower"]  # the champion unchanged
     assert rows[2] == ["cache", "accepted", "200.0", "4.00x", "2.24x", "$0.0040000", "60% lower", "51% lower",
                        "+0.0", "-2.0"]
     assert "## Against the worked example" in markdown_report(summary)

@@ -21,7 +21,8 @@ from pathlib import Path
 from ratchet.core.layout import PROJECT_ROOT
 from ratchet.flows.benchmarks.tables import show
 from ratchet.flows.cli import quiet_libraries, stdout_console
-from ratchet.flows.report import LADDER_HEADERS, REFERENCE_HEADERS, ladder, ladder_rows, reference_rows
+from ratchet.flows.report import (LADDER_HEADERS, REFERENCE_HEADERS, cost_change, ladder, ladder_rows,
+                                  reference_rows)
 from ratchet.flows.spec import load_spec, preflight, with_quick_measurement
 
 SPEC = PROJECT_ROOT / "examples" / "support-agent.yaml"
@@ -39,7 +40,7 @@ def goal_rows(summary: dict) -> list[list[str]]:
     return [
         ["p95 vs baseline", f">= {GOALS['p95']:.1f}x better", "-" if p95 is None else f"{p95:.2f}x",
          verdict(None if p95 is None else p95 >= GOALS["p95"])],
-        ["cost per request", f">= {GOALS['cost_cut']:.0%} lower", "-" if cost is None else f"{1 - cost:.0%} lower",
+        ["cost per request", f">= {GOALS['cost_cut']:.0%} lower", cost_change(cost),
          verdict(None if cost is None else 1 - cost >= GOALS["cost_cut"])],
         ["held-out rubric", f"<= {GOALS['points_lost']:.0f} points lost",
          "-" if lost is None else f"{-lost:+.1f} points lost" if lost < 0 else f"{lost:+.1f} points",
