@@ -41,8 +41,6 @@ from ratchet.hardware.runtimes import Predictor, Shape, load_variant
 from ratchet.hardware.runtimes.generation import TorchGenerator, token_matrix
 from ratchet.hardware.runtimes.serving import arrival_times, engine_for
 from ratchet.hardware.serving.cache import CachedGenerator, cache_quality
-from ratchet.hardware.serving.compression import CompressedGenerator
-from ratchet.hardware.serving.routing import RoutedGenerator
 
 EVAL_BATCH = 32
 PROGRESS_EVERY = 25
@@ -84,8 +82,8 @@ class ServeJob(BaseModel):
 
 
 def is_generator(predictor: object) -> bool:
-    """A causal LM, alone or behind a serving stack (a router, a response cache): it answers prompts."""
-    return isinstance(predictor, (TorchGenerator, RoutedGenerator, CompressedGenerator, CachedGenerator))
+    """A causal LM, alone or behind a serving stack (``hardware.serving``): it answers prompts."""
+    return callable(getattr(predictor, "answer", None))
 
 
 def load_served(variant: Variant, hardware: HardwareSpec, shape: Shape) -> Predictor:
@@ -163,8 +161,9 @@ def peak_rss_mb() -> float:
 
 
 class OpenLoopServer:
-    """A generator in the server scenario: requests arrive on a seeded Poisson schedule at ``target_qps`` and are
-    answered by the variant's serving engine (one at a time, static or continuous batching), queueing counted."""
+    """A generator in the server scenario: requests arrive on a seeded Poisson schedule at ``target_qps``, or as a
+    replayed trace (``arrivals``), and are answered by the variant's serving engine (one at a time, static or
+    continuous batching, behind its stack), queueing counted."""
 
     def __init__(self, generator: TorchGenerator | CachedGenerator, serving: dict, requests: list[str],
                  target_qps: float, arrivals: list[float] | None = None) -> None:
