@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ratchet.hardware.runtimes.embedder import EMBEDDER, Embed, lazy_embedder, sentence_embedder
-from ratchet.hardware.runtimes.generation import Generated
+from ratchet.hardware.runtimes.generation import Generated, token_matrix
 from ratchet.hardware.serving.cache_stores import CacheStore, MemoryStore, RedisStore
 
 QUESTION_PATTERN = r"Question:\s*(.*?)\s*\nAnswer:\s*$"  # the support agent's prompt template
@@ -150,8 +150,6 @@ class CachedGenerator:
         return out  # type: ignore[return-value]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        from ratchet.hardware.runtimes.generation import token_matrix
-
         return token_matrix([g.tokens for g in self.answer(texts)], self.generator.max_new_tokens)
 
 
