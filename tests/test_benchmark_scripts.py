@@ -120,7 +120,7 @@ def test_support_agent_example_runs_end_to_end_and_its_benchmark_prints_the_tabl
     data["workdir"] = str(tmp_path / "work")
     spec_path = tmp_path / "agent.yaml"
     spec_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    run = run_pipeline(preflight(load_spec(spec_path)))
+    run = run_pipeline(preflight(load_spec(spec_path)), f"sqlite:///{tmp_path / 'ml.db'}")  # whatever URI others set
     summary = run.summary
     steps = {s["step"]: s for s in summary["steps"]}
     assert list(steps) == ["baseline", "int8-weights", "cache", "continuous-batching", "cheap-first"]
