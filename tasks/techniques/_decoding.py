@@ -28,3 +28,17 @@ def decoding_availability(kind: str, source: Variant, clashes: tuple[str, ...] =
 def with_decoding(source: Variant, **options: object) -> dict:
     """The champion's runtime options with ``options`` added to its decoding."""
     return {**source.runtime_options, "decoding": {**source.runtime_options.get("decoding", {}), **options}}
+
+
+def serving_availability(kind: str, source: Variant, layer: str, already: str) -> Availability:
+    """A generating PyTorch variant not yet served with this serving ``layer`` (``serving.<layer>``: a cache, a
+    router, prompt compression); ``already`` says why not when it is."""
+    available = decoding_availability(kind, source)
+    if available.ok and layer in source.runtime_options.get("serving", {}):
+        return Availability(False, already)
+    return available
+
+
+def with_serving(source: Variant, layer: str, settings: dict) -> dict:
+    """The champion's runtime options with ``settings`` as its ``serving.<layer>``."""
+    return {**source.runtime_options, "serving": {**source.runtime_options.get("serving", {}), layer: settings}}

@@ -20,7 +20,7 @@ from ratchet.core.availability import Availability
 from ratchet.core.variant import Variant
 from ratchet.hardware.serving.compression import CompressionSettings
 from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
-from ratchet.tasks.techniques._decoding import decoding_availability
+from ratchet.tasks.techniques._decoding import serving_availability, with_serving
 
 
 class PromptCompressionSpec(TechniqueSpec):
@@ -34,14 +34,11 @@ class PromptCompression:
     spec_type: ClassVar[type[TechniqueSpec]] = PromptCompressionSpec
 
     def availability(self, spec: PromptCompressionSpec, source: Variant) -> Availability:
-        available = decoding_availability("prompt compression", source)
-        if available.ok and "compression" in source.runtime_options.get("serving", {}):
-            return Availability(False, "the champion's prompts are already compressed")
-        return available
+        return serving_availability("prompt compression", source, "compression",
+                                    "the champion's prompts are already compressed")
 
     def apply(self, spec: PromptCompressionSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         """The champion's own files, its prompts compressed; ``out_dir`` stays empty."""
         settings = CompressionSettings(max_chunks=spec.max_chunks, max_words=spec.max_words)
-        options = {**source.runtime_options,
-                   "serving": {**source.runtime_options.get("serving", {}), "compression": settings.model_dump()}}
+        options = with_serving(source, "compression", settings.model_dump())
         return source.child(spec.label, source.path, "prompt_compression", spec.settings(), runtime_options=options)

@@ -23,7 +23,7 @@ from ratchet.core.variant import Variant, content_hash
 from ratchet.hardware.serving.cache import CacheSettings, tune_threshold
 from ratchet.tasks.gate import TargetSpec
 from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
-from ratchet.tasks.techniques._decoding import decoding_availability
+from ratchet.tasks.techniques._decoding import serving_availability, with_serving
 
 
 class ResponseCacheSpec(TechniqueSpec):
@@ -44,15 +44,11 @@ class ResponseCache:
     spec_type: ClassVar[type[TechniqueSpec]] = ResponseCacheSpec
 
     def availability(self, spec: ResponseCacheSpec, source: Variant) -> Availability:
-        available = decoding_availability("a response cache", source)
-        if not available.ok:
-            return available
-        serving = source.runtime_options.get("serving", {})
-        if "cache" in serving:
-            return Availability(False, "the champion is already served behind a response cache")
-        if spec.store == "redis":
+        available = serving_availability("a response cache", source, "cache",
+                                         "the champion is already served behind a response cache")
+        if available.ok and spec.store == "redis":
             return requires("a Redis-backed response cache", "redis")
-        return Availability(True)
+        return available
 
     def limits(self, spec: ResponseCacheSpec) -> list[TargetSpec]:
         return [TargetSpec(metric="cache_false_hit_rate", max=spec.max_false_hit_rate)]
@@ -73,8 +69,7 @@ class ResponseCache:
         settings = CacheSettings(semantic=spec.semantic, threshold=threshold or 1.0, ttl_s=spec.ttl_s,
                                  template=spec.template, model_version=content_hash(source.path)[:12],
                                  store=spec.store, redis_url=spec.redis_url)
-        options = {**source.runtime_options,
-                   "serving": {**source.runtime_options.get("serving", {}), "cache": settings.model_dump()}}
+        options = with_serving(source, "cache", settings.model_dump())
         params = {**spec.settings(), "threshold": settings.threshold,
                   **{f"tuning_{k}": v for k, v in tuned.items() if k != "lookups"}}
         return source.child(spec.label, source.path, "response_cache", params, runtime_options=options)

@@ -25,7 +25,7 @@ from ratchet.core.availability import Availability
 from ratchet.core.variant import Variant
 from ratchet.hardware.serving.routing import RouterSettings, confidence, pick_threshold, routing_curve
 from ratchet.tasks.techniques import TECHNIQUES, TechniqueContext, TechniqueSpec
-from ratchet.tasks.techniques._decoding import decoding_availability
+from ratchet.tasks.techniques._decoding import serving_availability, with_serving
 from ratchet.tasks.techniques.speculative import check_companion
 
 CURVE_FILE = "routing-curve.json"
@@ -53,13 +53,8 @@ class Routing:
         check_companion(spec.small, model_path, "small", "routing needs one tokenizer")
 
     def availability(self, spec: RoutingSpec, source: Variant) -> Availability:
-        available = decoding_availability("cheap-first routing", source)
-        if not available.ok:
-            return available
-        serving = source.runtime_options.get("serving", {})
-        if "router" in serving:
-            return Availability(False, "the champion is already served behind a router")
-        return Availability(True)
+        return serving_availability("cheap-first routing", source, "router",
+                                    "the champion is already served behind a router")
 
     def apply(self, spec: RoutingSpec, source: Variant, out_dir: Path, ctx: TechniqueContext) -> Variant:
         from ratchet.tasks.model_source import resolve_model
@@ -70,8 +65,7 @@ class Routing:
         if threshold is None:
             threshold, tuned = tune(spec, source, small, refusal, out_dir, ctx)
         settings = RouterSettings(small=small, threshold=threshold, quantile=spec.quantile, refusal=refusal)
-        options = {**source.runtime_options,
-                   "serving": {**source.runtime_options.get("serving", {}), "router": settings.model_dump()}}
+        options = with_serving(source, "router", settings.model_dump())
         return source.child(spec.label, source.path, "routing", {**spec.settings(), "threshold": threshold, **tuned},
                             runtime_options=options)
 
